@@ -1,0 +1,22 @@
+"""gameframe: a multiplayer game server framework on Twisted. What an author imports."""
+
+from gameframe._actions import action
+from gameframe._version import __version__
+from gameframe.codec import GameError
+from gameframe.interfaces import IPlayerLink
+from gameframe.player import Player
+from gameframe.protocol import GameFactory, GameProtocol
+from gameframe.room import Room
+from gameframe.service import RoomService
+
+__all__ = [
+    "GameError",
+    "GameFactory",
+    "GameProtocol",
+    "IPlayerLink",
+    "Player",
+    "Room",
+    "RoomService",
+    "__version__",
+    "action",
+]

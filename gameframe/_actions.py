@@ -1,0 +1,164 @@
+"""The @action decorator and argument checking built from a handler's signature."""
+
+from __future__ import annotations
+
+import inspect
+import types
+import typing
+from typing import Any, Callable, TypeVar, Union
+
+import attrs
+
+from gameframe.codec import BAD_ARGUMENTS, GameError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# Fields of every message that are the protocol's, never a handler's argument.
+RESERVED_FIELDS = frozenset({"action", "id"})
+
+_ACTION_NAME = "__gameframe_action__"
+
+
+def action(name_or_func: Any = None) -> Any:
+    """
+    Declare a Room method as the handler of a client action.
+
+    Use it bare (the action is the method's name) or with a name::
+
+        @action
+        def place(self, player: Player, cell: int) -> None: ...
+
+        @action("chat")
+        def say(self, player: Player, text: str) -> None: ...
+
+    The message's fields become keyword arguments; their types are checked
+    against the annotations before the handler runs (C{bad_arguments}).
+    """
+    if callable(name_or_func):
+        setattr(name_or_func, _ACTION_NAME, name_or_func.__name__)
+        return name_or_func
+
+    def mark(func: F) -> F:
+        setattr(func, _ACTION_NAME, name_or_func or func.__name__)
+        return func
+
+    return mark
+
+
+Checker = Callable[[Any], bool]
+
+
+def _checker_for(annotation: Any) -> tuple[Checker, str]:
+    """A predicate for one annotation, and how to name the type in errors."""
+    if annotation is inspect.Parameter.empty or annotation is Any:
+        return (lambda value: True), "any"
+    origin = typing.get_origin(annotation)
+    if origin is Union or origin is types.UnionType:
+        parts = [_checker_for(arg) for arg in typing.get_args(annotation)]
+        return (
+            lambda value: any(check(value) for check, _ in parts),
+            " or ".join(name for _, name in parts),
+        )
+    if origin is typing.Literal:
+        allowed = typing.get_args(annotation)
+        return (
+            lambda value: any(type(value) is type(a) and value == a for a in allowed),
+            "one of " + ", ".join(repr(a) for a in allowed),
+        )
+    if origin is not None:
+        annotation = origin
+    if annotation is type(None) or annotation is None:
+        return (lambda value: value is None), "null"
+    if annotation is bool:
+        return (lambda value: type(value) is bool), "a boolean"
+    if annotation is int:
+        return (lambda value: type(value) is int), "an integer"
+    if annotation is float:
+        return (lambda value: type(value) in (int, float)), "a number"
+    if annotation is str:
+        return (lambda value: type(value) is str), "a string"
+    if annotation in (list, tuple, typing.Sequence):
+        return (lambda value: type(value) is list), "an array"
+    if annotation in (dict, typing.Mapping):
+        return (lambda value: type(value) is dict), "an object"
+    raise TypeError(f"gameframe cannot check arguments of type {annotation!r}")
+
+
+@attrs.frozen
+class Argument:
+    name: str
+    required: bool
+    check: Checker
+    type_name: str
+
+
+@attrs.frozen
+class ActionSpec:
+    """How to call one handler: its arguments, checked before the call."""
+
+    name: str
+    method_name: str
+    arguments: tuple[Argument, ...]
+    known: frozenset[str]
+    accepts_any: bool
+
+    @classmethod
+    def from_function(cls, name: str, func: Callable[..., Any]) -> ActionSpec:
+        hints = typing.get_type_hints(func)
+        params = list(inspect.signature(func).parameters.values())[2:]  # self, player
+        arguments = []
+        accepts_any = False
+        for param in params:
+            if param.kind is param.VAR_KEYWORD:
+                accepts_any = True
+                continue
+            if param.kind in (param.VAR_POSITIONAL, param.POSITIONAL_ONLY):
+                raise TypeError(f"action {name!r}: arguments must be keywords")
+            if param.name in RESERVED_FIELDS:
+                raise TypeError(f"action {name!r}: {param.name!r} is reserved")
+            check, type_name = _checker_for(hints.get(param.name, param.empty))
+            arguments.append(
+                Argument(param.name, param.default is param.empty, check, type_name)
+            )
+        return cls(
+            name,
+            func.__name__,
+            tuple(arguments),
+            frozenset(a.name for a in arguments),
+            accepts_any,
+        )
+
+    def arguments_of(self, message: dict[str, Any]) -> dict[str, Any]:
+        """
+        The handler's keyword arguments taken from a message.
+
+        @raise GameError: C{bad_arguments}, naming what is wrong.
+        """
+        kwargs = {k: v for k, v in message.items() if k not in RESERVED_FIELDS}
+        if not self.accepts_any:
+            extra = kwargs.keys() - self.known
+            if extra:
+                raise GameError(
+                    BAD_ARGUMENTS,
+                    f"{self.name}: unexpected field(s) {', '.join(sorted(extra))}",
+                )
+        for arg in self.arguments:
+            if arg.name in kwargs:
+                if not arg.check(kwargs[arg.name]):
+                    raise GameError(
+                        BAD_ARGUMENTS, f"{self.name}: {arg.name} must be {arg.type_name}"
+                    )
+            elif arg.required:
+                raise GameError(BAD_ARGUMENTS, f"{self.name}: {arg.name} is required")
+        return kwargs
+
+
+def collect_actions(cls: type) -> dict[str, ActionSpec]:
+    """Every @action of a class and its bases, by action name."""
+    specs: dict[str, ActionSpec] = {}
+    for klass in reversed(cls.__mro__):
+        for attr, value in vars(klass).items():
+            name = getattr(value, _ACTION_NAME, None)
+            if name is not None:
+                specs[name] = ActionSpec.from_function(name, value)
+    return specs

@@ -1,0 +1,33 @@
+"""Call author code that may be synchronous, return a Deferred, or be `async def`."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable
+
+from twisted.internet.defer import Deferred
+
+
+def call(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """
+    Call C{func}; a coroutine becomes a Deferred, anything else is returned as is.
+
+    Synchronous results stay plain values so the hot path makes no Deferreds.
+    Exceptions raised synchronously propagate.
+    """
+    result = func(*args, **kwargs)
+    if inspect.iscoroutine(result):
+        return Deferred.fromCoroutine(result)
+    return result
+
+
+def settled(deferred: Deferred[Any]) -> bool:
+    """Whether a Deferred has a result already (so callbacks added now run now)."""
+    done: list[bool] = []
+
+    def mark(result: Any) -> Any:
+        done.append(True)
+        return result
+
+    deferred.addBoth(mark)
+    return bool(done)

@@ -1,0 +1,99 @@
+"""Encode and decode protocol messages (JSON objects with an "action"), and error codes."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import attrs
+import orjson
+
+# Stable error codes: clients in any language code against these strings.
+BAD_JSON = "bad_json"
+BAD_UTF8 = "bad_utf8"
+BAD_MESSAGE = "bad_message"
+UNKNOWN_ACTION = "unknown_action"
+BAD_ARGUMENTS = "bad_arguments"
+NOT_IN_ROOM = "not_in_room"
+ALREADY_IN_ROOM = "already_in_room"
+ROOM_NOT_FOUND = "room_not_found"
+ROOM_FULL = "room_full"
+ROOM_LOCKED = "room_locked"
+UNKNOWN_ROOM_TYPE = "unknown_room_type"
+INTERNAL_ERROR = "internal_error"
+FRAME_TOO_LARGE = "frame_too_large"
+
+Message = dict[str, Any]
+
+
+class GameError(Exception):
+    """
+    An error the client sees as C{{"action": "error", "code": ..., "message": ...}}.
+
+    Raise it from a room hook or action handler to refuse a request; the
+    room and the connection go on.
+    """
+
+    def __init__(self, code: str, message: str, request_id: Any = None) -> None:
+        super().__init__(code, message)
+        self.code = code
+        self.message = message
+        self.request_id = request_id
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"
+
+
+def _default(obj: Any) -> Any:
+    """Let orjson encode attrs instances (as dicts) and tuples of them."""
+    if attrs.has(type(obj)):
+        return {
+            f.name: getattr(obj, f.name)
+            for f in attrs.fields(type(obj))
+            if not f.name.startswith("_")
+        }
+    if isinstance(obj, (set, frozenset)):
+        return list(obj)
+    raise TypeError(f"cannot encode {type(obj).__name__} as JSON")
+
+
+_OPTIONS = orjson.OPT_NON_STR_KEYS
+
+
+def encode(message: Mapping[str, Any]) -> bytes:
+    """Encode one message as compact UTF-8 JSON, without framing."""
+    return orjson.dumps(message, default=_default, option=_OPTIONS)
+
+
+def decode(frame: bytes | str) -> Message:
+    """
+    Decode one frame into a message.
+
+    @raise GameError: C{bad_utf8}, C{bad_json} or C{bad_message}.
+    """
+    try:
+        message = orjson.loads(frame)
+    except orjson.JSONDecodeError:
+        if isinstance(frame, bytes):
+            try:
+                frame.decode("utf-8")
+            except UnicodeDecodeError:
+                raise GameError(BAD_UTF8, "the frame is not valid UTF-8") from None
+        raise GameError(BAD_JSON, "the frame is not valid JSON") from None
+    if type(message) is not dict:
+        raise GameError(BAD_MESSAGE, "a message must be a JSON object")
+    action = message.get("action")
+    if type(action) is not str or not action:
+        raise GameError(
+            BAD_MESSAGE,
+            'a message needs an "action" that is a non-empty string',
+            message.get("id"),
+        )
+    return message
+
+
+def error_message(code: str, text: str, request_id: Any = None) -> Message:
+    """Build the C{error} message, echoing the request's C{id} when it had one."""
+    message: Message = {"action": "error", "code": code, "message": text}
+    if request_id is not None:
+        message["id"] = request_id
+    return message

@@ -1,0 +1,360 @@
+"""RoomService: room types, live rooms, matchmaking, routing and shutdown order."""
+
+from __future__ import annotations
+
+import secrets
+from collections import deque
+from typing import Any, Callable, Mapping
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from gameframe._async import call, settled
+from gameframe._version import __version__
+from gameframe.codec import (
+    ALREADY_IN_ROOM,
+    BAD_ARGUMENTS,
+    INTERNAL_ERROR,
+    NOT_IN_ROOM,
+    ROOM_NOT_FOUND,
+    UNKNOWN_ROOM_TYPE,
+    GameError,
+    Message,
+    encode,
+    error_message,
+)
+from gameframe.interfaces import IPlayerLink
+from gameframe.player import Player
+from gameframe.room import Room
+
+LobbyHandler = Callable[[Player, Message], Any]
+
+
+def _new_id() -> str:
+    return secrets.token_urlsafe(6)
+
+
+class RoomService(Service):
+    """
+    Holds the room types and the live rooms; every player's messages pass
+    through L{receive}, in order, one at a time per player.
+
+    @param clock: the reactor (or a C{task.Clock} in tests).
+    @param room_types: room type name → Room subclass.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self, clock: IReactorTime, room_types: Mapping[str, type[Room]] = {}
+    ) -> None:
+        self._clock = clock
+        self.room_types: dict[str, type[Room]] = {}
+        self.rooms: dict[str, Room] = {}
+        self.players: dict[str, Player] = {}
+        self._queues: dict[Player, deque[Message]] = {}
+        self._stopping = False
+        self._lobby: dict[str, LobbyHandler] = {
+            "join_or_create": self._join_or_create,
+            "create": self._create,
+            "join": self._join_by_id,
+            "leave": self._leave,
+            "list": self._list,
+        }
+        for name, room_class in room_types.items():
+            self.define(name, room_class)
+
+    def define(self, name: str, room_class: type[Room]) -> None:
+        """Offer a room type to clients under C{name}."""
+        if not (isinstance(room_class, type) and issubclass(room_class, Room)):
+            raise TypeError(f"{room_class!r} is not a Room subclass")
+        self.room_types[name] = room_class
+
+    # -- connections -------------------------------------------------------
+
+    def connect(self, link: IPlayerLink) -> Player:
+        """A connection opened: make its player and send the welcome."""
+        player = Player(id=_new_id(), link=link)
+        if self._stopping:
+            link.close("server_shutdown", "the server is shutting down")
+            return player
+        self.players[player.id] = player
+        player.send(
+            {
+                "action": "welcome",
+                "player_id": player.id,
+                "server": "gameframe",
+                "version": __version__,
+            }
+        )
+        return player
+
+    def disconnect(self, player: Player) -> None:
+        """A connection closed: the player leaves its room."""
+        player.link = None
+        self._queues.pop(player, None)
+        self.players.pop(player.id, None)
+        room = player.room
+        if room is not None:
+            room._leave(player, "disconnect")
+
+    def receive(self, player: Player, message: Message) -> None:
+        """
+        Handle one decoded message from a player. A player's messages are
+        handled in order: while one waits on a Deferred, the next ones queue.
+        """
+        queue = self._queues.get(player)
+        if queue is not None:
+            queue.append(message)
+            return
+        pending = self._handle(player, message)
+        if pending is not None:
+            self._queues[player] = deque()
+            pending.addBoth(self._next, player)
+
+    def _next(self, ignored: object, player: Player) -> None:
+        queue = self._queues.get(player)
+        while queue:
+            pending = self._handle(player, queue.popleft())
+            if pending is not None:
+                pending.addBoth(self._next, player)
+                return
+        self._queues.pop(player, None)
+
+    def _handle(self, player: Player, message: Message) -> Deferred[None] | None:
+        """Handle one message; a Deferred if it is still running. Never raises."""
+        request_id = message.get("id")
+        try:
+            lobby = self._lobby.get(message["action"])
+            if lobby is not None:
+                result = lobby(player, message)
+            else:
+                result = self._room_action(player, message)
+        except Exception:
+            self._failed(Failure(), player, request_id)
+            return None
+        if isinstance(result, Deferred):
+            result.addErrback(self._failed, player, request_id)
+            if not settled(result):
+                return result
+        return None
+
+    def _room_action(self, player: Player, message: Message) -> Any:
+        room = player.room
+        if room is None:
+            raise GameError(
+                NOT_IN_ROOM,
+                f"{message['action']!r} needs a room: join one first",
+            )
+        result = room._dispatch(player, message)
+        request_id = message.get("id")
+        if request_id is None:
+            return result
+        if isinstance(result, Deferred):
+            return result.addCallback(self._result, player, request_id)
+        self._result(result, player, request_id)
+        return None
+
+    def _result(self, value: Any, player: Player, request_id: Any) -> None:
+        self._reply(player, {"action": "result", "result": value}, request_id)
+
+    def _reply(self, player: Player, message: Message, request_id: Any) -> None:
+        if request_id is not None:
+            message["id"] = request_id
+        try:
+            player.send(message)
+        except TypeError:
+            # A handler returned something JSON cannot hold.
+            self._failed(Failure(), player, request_id)
+
+    def _failed(self, failure: Failure, player: Player, request_id: Any) -> None:
+        error = failure.value
+        if isinstance(error, GameError):
+            player.send(
+                error_message(
+                    error.code,
+                    error.message,
+                    request_id if error.request_id is None else error.request_id,
+                )
+            )
+            return
+        self.log.failure(
+            "{player} failed handling a message", failure, player=player
+        )
+        player.send(
+            error_message(INTERNAL_ERROR, "the server failed to handle that", request_id)
+        )
+
+    # -- lobby actions -----------------------------------------------------
+
+    def _room_type_of(self, message: Message) -> str:
+        name = message.get("room")
+        if type(name) is not str:
+            raise GameError(BAD_ARGUMENTS, f"{message['action']}: room must be a string")
+        if name not in self.room_types:
+            raise GameError(UNKNOWN_ROOM_TYPE, f"there is no room type {name!r}")
+        return name
+
+    @staticmethod
+    def _options_of(message: Message) -> dict[str, Any]:
+        options = message.get("options", {})
+        if type(options) is not dict:
+            raise GameError(
+                BAD_ARGUMENTS, f"{message['action']}: options must be an object"
+            )
+        return options
+
+    @staticmethod
+    def _not_in_room(player: Player) -> None:
+        if player.room is not None:
+            raise GameError(
+                ALREADY_IN_ROOM,
+                f"already in room {player.room.room_id}: leave it first",
+            )
+
+    def _join_or_create(self, player: Player, message: Message) -> Any:
+        name = self._room_type_of(message)
+        options = self._options_of(message)
+        self._not_in_room(player)
+        for room in self.rooms.values():
+            if room.room_type == name and room.joinable and _matches(room, options):
+                return self._seat(player, room, options, message.get("id"))
+        return self._create_and_seat(player, name, options, message.get("id"))
+
+    def _create(self, player: Player, message: Message) -> Any:
+        name = self._room_type_of(message)
+        options = self._options_of(message)
+        self._not_in_room(player)
+        return self._create_and_seat(player, name, options, message.get("id"))
+
+    def _join_by_id(self, player: Player, message: Message) -> Any:
+        room_id = message.get("room_id")
+        if type(room_id) is not str:
+            raise GameError(BAD_ARGUMENTS, "join: room_id must be a string")
+        options = self._options_of(message)
+        self._not_in_room(player)
+        room = self.rooms.get(room_id)
+        if room is None or not room._ready:
+            raise GameError(ROOM_NOT_FOUND, f"there is no room {room_id!r}")
+        return self._seat(player, room, options, message.get("id"))
+
+    def _leave(self, player: Player, message: Message) -> Any:
+        room = player.room
+        if room is None:
+            raise GameError(NOT_IN_ROOM, "leave: not in a room")
+        self._reply(
+            player,
+            {"action": "left", "room_id": room.room_id, "reason": "leave"},
+            message.get("id"),
+        )
+        return room._leave(player, "leave")
+
+    def _list(self, player: Player, message: Message) -> None:
+        name = message.get("room")
+        if name is not None:
+            name = self._room_type_of(message)
+        rooms = [
+            room._describe()
+            for room in self.rooms.values()
+            if room._ready
+            and not room.private
+            and (name is None or room.room_type == name)
+        ]
+        self._reply(player, {"action": "rooms", "rooms": rooms}, message.get("id"))
+
+    # -- creating and seating ----------------------------------------------
+
+    def create_room(self, name: str, options: Mapping[str, Any] = {}) -> Any:
+        """
+        Create a room of type C{name} (from a client's request or the server's
+        own code): the Room, or a Deferred of it while C{on_create} runs.
+        """
+        room = self.room_types[name]()
+        room_id = _new_id()
+        room._bind(self, room_id, name, self._clock, dict(options))
+        self.rooms[room_id] = room
+
+        def ready(_: object = None) -> Room:
+            room._ready = True
+            self.log.info("{room} created", room=room)
+            return room
+
+        def failed(failure: Failure) -> Failure:
+            room._dispose("disposed")
+            return failure
+
+        try:
+            result = call(room.on_create, room.options)
+        except BaseException:
+            room._dispose("disposed")
+            raise
+        if isinstance(result, Deferred):
+            return result.addCallbacks(ready, failed)
+        return ready()
+
+    def _create_and_seat(
+        self, player: Player, name: str, options: dict[str, Any], request_id: Any
+    ) -> Any:
+        created = self.create_room(name, options)
+        if isinstance(created, Deferred):
+            return created.addCallback(
+                lambda room: self._seat(player, room, options, request_id)
+            )
+        return self._seat(player, created, options, request_id)
+
+    def _seat(
+        self, player: Player, room: Room, options: dict[str, Any], request_id: Any
+    ) -> Any:
+        if player.link is None:
+            return None  # gone while the room was being created
+        joining = room._join(player, options)
+
+        def joined(_: object = None) -> None:
+            reply: Message = {
+                "action": "joined",
+                "room": room.room_type,
+                "room_id": room.room_id,
+                "player_id": player.id,
+                "players": list(room.players),
+            }
+            if request_id is not None:
+                reply["id"] = request_id
+            room._welcome(player, encode(reply))
+            self.log.info("{player} joined {room}", player=player, room=room)
+
+        if isinstance(joining, Deferred):
+            return joining.addCallback(joined)
+        joined()
+        return None
+
+    def _forget(self, room: Room) -> None:
+        if self.rooms.get(room.room_id) is room:
+            del self.rooms[room.room_id]
+            self.log.info("{room} disposed", room=room)
+
+    # -- shutdown ------------------------------------------------------------
+
+    def stopService(self) -> Deferred[Any]:
+        """
+        Dispose every room (players get C{left} with reason C{"shutdown"}),
+        then close every connection with C{server_shutdown}. Listening ports
+        are stopped before this service (add them to the parent after it).
+        """
+        super().stopService()
+        self._stopping = True
+        disposing = [room._dispose("shutdown") for room in list(self.rooms.values())]
+
+        def close_all(_: object) -> None:
+            for player in list(self.players.values()):
+                if player.link is not None:
+                    player.link.close("server_shutdown", "the server is shutting down")
+
+        return DeferredList(disposing).addCallback(close_all)
+
+
+def _matches(room: Room, options: Mapping[str, Any]) -> bool:
+    """Whether a room was created with the same values of its filter_by options."""
+    return all(room.options.get(key) == options.get(key) for key in room.filter_by)

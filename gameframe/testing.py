@@ -1,0 +1,152 @@
+"""Fakes for room authors: test a Room in memory, instantly, on a fake clock."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any, Mapping
+
+import orjson
+from twisted.internet.task import Clock
+from zope.interface import implementer
+
+from gameframe.codec import Message, encode
+from gameframe.interfaces import IPlayerLink
+from gameframe.player import Player
+from gameframe.room import Room
+from gameframe.service import RoomService
+
+
+@implementer(IPlayerLink)
+class FakeLink:
+    """
+    A connection that records what it was sent, decoded, as a client would
+    see it (so anything a room sends must really encode to JSON).
+    """
+
+    def __init__(self) -> None:
+        self.messages: list[Message] = []
+        self.closed: tuple[str, str] | None = None
+
+    def send(self, message: Mapping[str, Any]) -> None:
+        self.send_encoded(encode(message))
+
+    def send_encoded(self, data: bytes) -> None:
+        if self.closed is None:
+            self.messages.append(orjson.loads(data))
+
+    def close(self, code: str, message: str) -> None:
+        if self.closed is None:
+            self.messages.append({"action": "disconnect", "code": code, "message": message})
+            self.closed = (code, message)
+
+
+class FakeClient:
+    """
+    One connected player, driven by a test: send actions, read what arrived.
+
+    Everything runs synchronously; time moves only with L{Harness.advance}.
+    """
+
+    def __init__(self, harness: Harness) -> None:
+        self.harness = harness
+        self.link = FakeLink()
+        self.player: Player = harness.service.connect(self.link)
+        self._ids = itertools.count(1)
+
+    @property
+    def player_id(self) -> str:
+        return self.player.id
+
+    @property
+    def messages(self) -> list[Message]:
+        """Every message received, oldest first."""
+        return self.link.messages
+
+    def received(self, action: str | None = None) -> list[Message]:
+        """The messages received, or only those with this action."""
+        return [m for m in self.messages if action is None or m["action"] == action]
+
+    def last(self, action: str | None = None) -> Message:
+        """The newest message (with this action); AssertionError if none."""
+        found = self.received(action)
+        if not found:
+            raise AssertionError(
+                f"{self.player_id} received no {action or 'message'}; got {self.messages}"
+            )
+        return found[-1]
+
+    def clear(self) -> None:
+        """Forget what was received so far."""
+        del self.messages[:]
+
+    def send(self, action: str, **fields: Any) -> None:
+        """Send one message, as a client would."""
+        self.harness.service.receive(self.player, {"action": action, **fields})
+
+    def request(self, action: str, **fields: Any) -> Message:
+        """
+        Send a message with a fresh C{id} and return the reply echoing it
+        (C{result}, C{joined}, C{error}...). AssertionError if none came yet.
+        """
+        request_id = f"t{next(self._ids)}"
+        self.send(action, id=request_id, **fields)
+        for message in reversed(self.messages):
+            if message.get("id") == request_id:
+                return message
+        raise AssertionError(f"no reply to {action} yet; got {self.messages}")
+
+    def join_or_create(self, room: str, **options: Any) -> Message:
+        return self.request("join_or_create", room=room, options=options)
+
+    def create(self, room: str, **options: Any) -> Message:
+        return self.request("create", room=room, options=options)
+
+    def join(self, room_id: str, **options: Any) -> Message:
+        return self.request("join", room_id=room_id, options=options)
+
+    def leave(self) -> Message:
+        return self.request("leave")
+
+    def disconnect(self) -> None:
+        """The connection drops."""
+        self.harness.service.disconnect(self.player)
+
+
+class Harness:
+    """
+    A RoomService on a C{task.Clock}, with fake clients::
+
+        kit = Harness({"tictactoe": TicTacToe})
+        alice, bob = kit.connect(), kit.connect()
+        alice.join_or_create("tictactoe")
+        bob.join_or_create("tictactoe")
+        alice.request("place", cell=4)
+    """
+
+    def __init__(
+        self,
+        rooms: Mapping[str, type[Room]] | type[Room],
+        clock: Clock | None = None,
+    ) -> None:
+        if isinstance(rooms, type):
+            rooms = {rooms.__name__.lower(): rooms}
+        self.clock = clock if clock is not None else Clock()
+        self.service = RoomService(self.clock, rooms)
+
+    def connect(self) -> FakeClient:
+        """A new player connects (and receives its welcome)."""
+        return FakeClient(self)
+
+    def advance(self, seconds: float) -> None:
+        """Move the fake clock forward; timers due by then run."""
+        self.clock.advance(seconds)
+
+    def room(self, room_id: str) -> Room:
+        """A live room by id."""
+        return self.service.rooms[room_id]
+
+    def room_of(self, client: FakeClient) -> Room:
+        """The room a client's player is in; AssertionError if none."""
+        if client.player.room is None:
+            raise AssertionError(f"{client.player_id} is not in a room")
+        return client.player.room
