@@ -21,6 +21,7 @@ ROOM_LOCKED = "room_locked"
 UNKNOWN_ROOM_TYPE = "unknown_room_type"
 INTERNAL_ERROR = "internal_error"
 FRAME_TOO_LARGE = "frame_too_large"
+INVALID_TOKEN = "invalid_token"
 
 Message = dict[str, Any]
 

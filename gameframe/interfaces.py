@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from zope.interface import Interface
+from zope.interface import Attribute, Interface
 
 
 class IPlayerLink(Interface):
@@ -12,6 +12,11 @@ class IPlayerLink(Interface):
     What the rest of gameframe sees of one player's connection, whatever its
     transport (TCP, WebSocket, or a test fake).
     """
+
+    player = Attribute(
+        "The Player this connection speaks for; the RoomService sets it on"
+        " connect, and again when a reconnect moves the connection to a held seat."
+    )
 
     def send(message: Mapping[str, Any]) -> None:
         """Encode one message and send it."""

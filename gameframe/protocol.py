@@ -70,7 +70,7 @@ class GameProtocol(Protocol):
     def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:
         self._closing = True
         self._out.discard()
-        self._service.disconnect(self.player)
+        self._service.disconnect(self.player, self)
 
     # -- input -----------------------------------------------------------------
 

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Hashable, Iterable, Mapping
 
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from gameframe._actions import ActionSpec, collect_actions
 from gameframe._async import call
+from gameframe._sync import StateSync
 from gameframe._timers import RoomClock
 from gameframe.codec import (
     ROOM_FULL,
@@ -38,16 +39,30 @@ class Room:
     @cvar auto_dispose: dispose the room when its last player leaves.
     @cvar filter_by: option names that C{join_or_create} must match exactly
         to put a player in an existing room (like a game mode or a map).
+    @cvar tick_rate: simulation ticks per second (L{None}: no simulation);
+        L{on_tick} runs at this rate from creation to disposal.
+    @cvar patch_rate: seconds between state patches (L{None}: only when the
+        room calls L{send_patches}).
+    @cvar reconnect_timeout: seconds a dropped player's seat is held for a
+        C{reconnect} (0: it leaves at once); see L{on_drop}.
+    @cvar max_held_messages: messages kept for a dropped player (oldest
+        dropped first).
 
     What a room has once it runs: C{room_id}, C{room_type}, C{clock} (the
     injected clock; everything scheduled on it is cancelled on dispose),
     C{players} (by player id), C{metadata} (shown in C{list}), C{private}
-    (not listed, joinable by id) and C{options} (as created).
+    (not listed, joinable by id), C{options} (as created), C{state} (the
+    synchronized state; L{None} until the room sets it), C{ticks} and
+    C{tick_overruns} (ticks run, and ticks skipped because one ran late).
     """
 
     max_players: ClassVar[int | None] = None
     auto_dispose: ClassVar[bool] = True
     filter_by: ClassVar[tuple[str, ...]] = ()
+    tick_rate: ClassVar[float | None] = None
+    patch_rate: ClassVar[float | None] = 0.05
+    reconnect_timeout: ClassVar[float] = 0
+    max_held_messages: ClassVar[int] = 100
 
     log = Logger()
     _actions: ClassVar[dict[str, ActionSpec]] = {}
@@ -69,6 +84,13 @@ class Room:
         self._ready = False
         self._disposed = False
         self._service: RoomService | None = None
+        self.state: Any = None
+        self.ticks = 0
+        self.tick_overruns = 0
+        self._sync = StateSync(self._view_of)
+        self._drop_timers: dict[str, IDelayedCall] = {}
+        self._tick_loop: LoopingCall | None = None
+        self._last_tick = 0.0
 
     # -- hooks for authors -------------------------------------------------
 
@@ -90,6 +112,34 @@ class Room:
 
     def on_dispose(self) -> Any:
         """The room is going away; timers are already cancelled (may be async)."""
+
+    def on_tick(self, dt: float) -> None:
+        """One simulation step, C{dt} seconds after the previous one."""
+
+    def on_drop(self, player: Player) -> float:
+        """
+        C{player}'s connection dropped: return how many seconds to hold its
+        seat for a C{reconnect} (0: it leaves now). Defaults to
+        C{reconnect_timeout}.
+        """
+        return self.reconnect_timeout
+
+    def on_reconnect(self, player: Player) -> None:
+        """C{player} came back on a new connection and has its seat again."""
+
+    def view_key(self, player: Player) -> Hashable:
+        """
+        Which view of the state C{player} gets: players with equal keys share
+        one view (and one encoding of each patch). Defaults to one view for all.
+        """
+        return None
+
+    def view_state(self, key: Hashable, tree: Any) -> Any:
+        """
+        The part of the state (a plain JSON tree) the players of view C{key}
+        see. Return a new tree (or C{tree} itself); do not mutate C{tree}.
+        """
+        return tree
 
     # -- what authors call -------------------------------------------------
 
@@ -128,6 +178,33 @@ class Room:
         loop.clock = self.clock
         loop.start(interval, now=False)
         return loop
+
+    def send_patches(self) -> None:
+        """Send the state's changes now instead of waiting for the patch clock."""
+        if self.state is not None:
+            self._sync.patch(self.state)
+
+    def refresh_view(self, player: Player) -> None:
+        """
+        Recompute C{player}'s L{view_key} (after a team change, say); if it
+        changed, the player gets the full state of its new view.
+        """
+        if self._sync.is_subscribed(player) and self._sync.key_of(player) != (
+            self.view_key(player)
+        ):
+            self._send_full_state(player)
+
+    def set_tick_rate(self, rate: float | None) -> None:
+        """Change the simulation rate (ticks per second; L{None} stops it)."""
+        if self._tick_loop is not None and self._tick_loop.running:
+            self._tick_loop.stop()
+        self._tick_loop = None
+        self.tick_rate = rate  # type: ignore[misc]
+        if rate and self._ready and not self._disposed:
+            self._last_tick = self.clock.seconds()
+            self._tick_loop = LoopingCall.withCount(self._tick)
+            self._tick_loop.clock = self.clock
+            self._tick_loop.start(1.0 / rate, now=False)
 
     def lock(self) -> None:
         """Take the room out of matchmaking (C{join} by id is refused too)."""
@@ -228,9 +305,79 @@ class Room:
             result.addErrback(refused)
         return result
 
+    def _start(self) -> None:
+        """Created: start the simulation and the patch clock."""
+        self._ready = True
+        self.set_tick_rate(self.tick_rate)
+        if self.patch_rate:
+            self.every(self.patch_rate, self.send_patches)
+
+    def _tick(self, count: int) -> None:
+        now = self.clock.seconds()
+        dt, self._last_tick = now - self._last_tick, now
+        self.tick_overruns += count - 1
+        self.ticks += 1
+        try:
+            self.on_tick(dt)
+        except Exception:
+            self.log.failure("{room}.on_tick failed", room=self)
+
+    def _view_of(self, key: Hashable, tree: Any) -> Any:
+        return self.view_state(key, tree)
+
+    def _full_state(self, player: Player, request_id: Any = None) -> bytes | None:
+        """Subscribe the player to its view: the encoded full state, if any."""
+        if self.state is None:
+            return None
+        return self._sync.subscribe(player, self.view_key(player), self.state, request_id)
+
+    def _send_full_state(self, player: Player, request_id: Any = None) -> None:
+        data = self._full_state(player, request_id)
+        if data is not None:
+            player.send_encoded(data)
+
     def _welcome(self, player: Player, joined: bytes) -> None:
-        """Send the player its C{joined} reply, then what was held for it."""
-        player.release(joined)
+        """
+        Send the player its C{joined} reply, its full state, then what was
+        held for it.
+        """
+        state = self._full_state(player)
+        player.release(joined, *(() if state is None else (state,)))
+
+    def _drop(self, player: Player) -> None:
+        """The player's connection dropped: hold its seat, or let it leave."""
+        try:
+            hold_for = self.on_drop(player)
+        except Exception:
+            self.log.failure("{room}.on_drop failed", room=self)
+            hold_for = 0
+        if not hold_for or hold_for <= 0 or self._disposed:
+            self._leave(player, "disconnect")
+            return
+        self._sync.unsubscribe(player)
+        player.hold(self.max_held_messages)
+        self._drop_timers[player.id] = self.clock.callLater(
+            hold_for, self._drop_expired, player
+        )
+
+    def _drop_expired(self, player: Player) -> None:
+        self._drop_timers.pop(player.id, None)
+        if self.players.get(player.id) is player and player.link is None:
+            self._leave(player, "disconnect")
+
+    def _is_held(self, player: Player) -> bool:
+        return player.id in self._drop_timers
+
+    def _reconnect(self, player: Player, joined: bytes) -> None:
+        """A held player is back: C{joined}, a full state, then what it missed."""
+        timer = self._drop_timers.pop(player.id, None)
+        if timer is not None and timer.active():
+            timer.cancel()
+        self._welcome(player, joined)
+        try:
+            self.on_reconnect(player)
+        except Exception:
+            self.log.failure("{room}.on_reconnect failed", room=self)
 
     def _unseat(self, player: Player) -> None:
         if self.players.get(player.id) is player:
@@ -238,6 +385,7 @@ class Room:
         if player.room is self:
             player.room = None
         player.discard_held()
+        self._sync.unsubscribe(player)
         self._dispose_if_empty()
 
     def _leave(self, player: Player, reason: str) -> Deferred[None]:
@@ -247,6 +395,12 @@ class Room:
         del self.players[player.id]
         player.room = None
         player.discard_held()
+        self._sync.unsubscribe(player)
+        if self._service is not None:
+            self._service._revoke(player)
+        timer = self._drop_timers.pop(player.id, None)
+        if timer is not None and timer.active():
+            timer.cancel()
         done = self._hook(self.on_leave, player, reason)
         done.addCallback(lambda _: self._dispose_if_empty())
         return done
@@ -266,7 +420,10 @@ class Room:
             player.send({"action": "left", "room_id": self.room_id, "reason": reason})
             player.room = None
             player.discard_held()
+            if self._service is not None:
+                self._service._revoke(player)
         self.players.clear()
+        self._drop_timers.clear()
         self.clock.cancel_all()
         if self._service is not None:
             self._service._forget(self)

@@ -18,6 +18,7 @@ from gameframe.codec import (
     ALREADY_IN_ROOM,
     BAD_ARGUMENTS,
     INTERNAL_ERROR,
+    INVALID_TOKEN,
     NOT_IN_ROOM,
     ROOM_NOT_FOUND,
     UNKNOWN_ROOM_TYPE,
@@ -63,7 +64,10 @@ class RoomService(Service):
             "join": self._join_by_id,
             "leave": self._leave,
             "list": self._list,
+            "reconnect": self._reconnect,
+            "sync": self._sync,
         }
+        self._tokens: dict[str, Player] = {}
         for name, room_class in room_types.items():
             self.define(name, room_class)
 
@@ -78,6 +82,7 @@ class RoomService(Service):
     def connect(self, link: IPlayerLink) -> Player:
         """A connection opened: make its player and send the welcome."""
         player = Player(id=_new_id(), link=link)
+        link.player = player
         if self._stopping:
             link.close("server_shutdown", "the server is shutting down")
             return player
@@ -92,14 +97,24 @@ class RoomService(Service):
         )
         return player
 
-    def disconnect(self, player: Player) -> None:
-        """A connection closed: the player leaves its room."""
+    def disconnect(self, player: Player, link: IPlayerLink | None = None) -> None:
+        """
+        A connection closed: its player leaves its room, or the room holds
+        the seat for a C{reconnect} (L{Room.on_drop}).
+
+        @param link: the connection that closed; if the player has moved to
+            another connection since, nothing happens.
+        """
+        if link is not None and player.link is not link:
+            return
         player.link = None
         self._queues.pop(player, None)
         self.players.pop(player.id, None)
         room = player.room
         if room is not None:
-            room._leave(player, "disconnect")
+            room._drop(player)
+        if player.room is None:
+            self._revoke(player)
 
     def receive(self, player: Player, message: Message) -> None:
         """
@@ -252,6 +267,40 @@ class RoomService(Service):
         )
         return room._leave(player, "leave")
 
+    def _reconnect(self, player: Player, message: Message) -> None:
+        """
+        Take over a held seat with its token: the connection now speaks for
+        the old player, which gets C{joined}, its full state and what it missed.
+        """
+        token = message.get("token")
+        if type(token) is not str:
+            raise GameError(BAD_ARGUMENTS, "reconnect: token must be a string")
+        self._not_in_room(player)
+        old = self._tokens.get(token)
+        room = old.room if old is not None else None
+        if old is None or room is None or room.players.get(old.id) is not old:
+            raise GameError(INVALID_TOKEN, "reconnect: the token is unknown or expired")
+        link = player.link
+        assert link is not None
+        self.players.pop(player.id, None)
+        previous = old.link
+        if previous is not None:
+            # The old connection is still open (not noticed dead yet): replace it.
+            old.link = None
+            previous.close("replaced", "the player reconnected elsewhere")
+        old.link = link
+        link.player = old
+        self.players[old.id] = old
+        room._reconnect(old, encode(self._joined(old, room, message.get("id"))))
+        self.log.info("{player} reconnected to {room}", player=old, room=room)
+
+    def _sync(self, player: Player, message: Message) -> None:
+        """Send the full state again (a client that saw a gap in seq asks this)."""
+        room = player.room
+        if room is None:
+            raise GameError(NOT_IN_ROOM, "sync: not in a room")
+        room._send_full_state(player, message.get("id"))
+
     def _list(self, player: Player, message: Message) -> None:
         name = message.get("room")
         if name is not None:
@@ -278,7 +327,7 @@ class RoomService(Service):
         self.rooms[room_id] = room
 
         def ready(_: object = None) -> Room:
-            room._ready = True
+            room._start()
             self.log.info("{room} created", room=room)
             return room
 
@@ -313,22 +362,36 @@ class RoomService(Service):
         joining = room._join(player, options)
 
         def joined(_: object = None) -> None:
-            reply: Message = {
-                "action": "joined",
-                "room": room.room_type,
-                "room_id": room.room_id,
-                "player_id": player.id,
-                "players": list(room.players),
-            }
-            if request_id is not None:
-                reply["id"] = request_id
-            room._welcome(player, encode(reply))
+            room._welcome(player, encode(self._joined(player, room, request_id)))
             self.log.info("{player} joined {room}", player=player, room=room)
 
         if isinstance(joining, Deferred):
             return joining.addCallback(joined)
         joined()
         return None
+
+    def _joined(self, player: Player, room: Room, request_id: Any) -> Message:
+        """The C{joined} reply, with a fresh reconnection token."""
+        self._revoke(player)
+        player.token = secrets.token_urlsafe(18)
+        self._tokens[player.token] = player
+        reply: Message = {
+            "action": "joined",
+            "room": room.room_type,
+            "room_id": room.room_id,
+            "player_id": player.id,
+            "players": list(room.players),
+            "token": player.token,
+        }
+        if request_id is not None:
+            reply["id"] = request_id
+        return reply
+
+    def _revoke(self, player: Player) -> None:
+        """The player's token no longer reconnects."""
+        if player.token is not None:
+            self._tokens.pop(player.token, None)
+            player.token = None
 
     def _forget(self, room: Room) -> None:
         if self.rooms.get(room.room_id) is room:

@@ -11,6 +11,7 @@ from zope.interface import implementer
 
 from gameframe.codec import Message, encode
 from gameframe.interfaces import IPlayerLink
+from gameframe.mirror import StateMirror
 from gameframe.player import Player
 from gameframe.room import Room
 from gameframe.service import RoomService
@@ -23,16 +24,21 @@ class FakeLink:
     see it (so anything a room sends must really encode to JSON).
     """
 
+    player: Player
+
     def __init__(self) -> None:
         self.messages: list[Message] = []
         self.closed: tuple[str, str] | None = None
+        self.mirror = StateMirror()
 
     def send(self, message: Mapping[str, Any]) -> None:
         self.send_encoded(encode(message))
 
     def send_encoded(self, data: bytes) -> None:
         if self.closed is None:
-            self.messages.append(orjson.loads(data))
+            message = orjson.loads(data)
+            self.messages.append(message)
+            self.mirror.handle(message)
 
     def close(self, code: str, message: str) -> None:
         if self.closed is None:
@@ -50,12 +56,34 @@ class FakeClient:
     def __init__(self, harness: Harness) -> None:
         self.harness = harness
         self.link = FakeLink()
-        self.player: Player = harness.service.connect(self.link)
+        harness.service.connect(self.link)
         self._ids = itertools.count(1)
+
+    @property
+    def player(self) -> Player:
+        """The player this connection speaks for."""
+        return self.link.player
 
     @property
     def player_id(self) -> str:
         return self.player.id
+
+    @property
+    def state(self) -> Any:
+        """
+        This client's mirror of its room's state: the full state it got,
+        with every patch since applied, as a real client would keep it.
+        AssertionError if a patch arrived out of sequence.
+        """
+        if self.link.mirror.stale:
+            raise AssertionError(f"{self.player_id} saw a gap in the patches' seq")
+        return self.link.mirror.state
+
+    @property
+    def token(self) -> str | None:
+        """The reconnection token of the newest C{joined}."""
+        joined = self.received("joined")
+        return joined[-1]["token"] if joined else None
 
     @property
     def messages(self) -> list[Message]:
@@ -108,8 +136,20 @@ class FakeClient:
         return self.request("leave")
 
     def disconnect(self) -> None:
-        """The connection drops."""
-        self.harness.service.disconnect(self.player)
+        """The connection drops (the room's L{Room.on_drop} may hold the seat)."""
+        self.harness.service.disconnect(self.player, self.link)
+
+    drop = disconnect
+
+    def reconnect(self) -> FakeClient:
+        """
+        A new connection sends C{reconnect} with this client's token; the new
+        client (check its C{last("joined")} or C{last("error")}).
+        """
+        token = self.token
+        client = self.harness.connect()
+        client.request("reconnect", token=token)
+        return client
 
 
 class Harness:
@@ -138,8 +178,34 @@ class Harness:
         return FakeClient(self)
 
     def advance(self, seconds: float) -> None:
-        """Move the fake clock forward; timers due by then run."""
-        self.clock.advance(seconds)
+        """
+        Move the fake clock forward by C{seconds}, stopping at each timer
+        due on the way, as a real reactor would: a room ticking 20 times a
+        second ticks 20 times in C{advance(1)}.
+        """
+        target = self.clock.seconds() + seconds
+        while True:
+            due = [c.getTime() for c in self.clock.getDelayedCalls()]
+            step = min(due, default=target)
+            if step > target:
+                break
+            self.clock.advance(max(0.0, step - self.clock.seconds()))
+            if step == target:
+                break
+        self.clock.advance(max(0.0, target - self.clock.seconds()))
+
+    def advance_ticks(self, ticks: int = 1, room: Room | None = None) -> None:
+        """
+        Run C{ticks} simulation ticks of C{room} (by default the only live
+        room), one clock step at a time, with the patch clock keeping up.
+        """
+        if room is None:
+            if len(self.service.rooms) != 1:
+                raise AssertionError("name the room: there is not exactly one")
+            (room,) = self.service.rooms.values()
+        if not room.tick_rate:
+            raise AssertionError(f"{room} has no tick_rate")
+        self.advance(ticks / room.tick_rate + 1e-9)  # float-safe: the last tick is due
 
     def room(self, room_id: str) -> Room:
         """A live room by id."""

@@ -1,0 +1,94 @@
+"""State sync: a full state on join, then JSON Patches per distinct view, encoded once each."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Hashable
+
+from gameframe.codec import encode
+from gameframe.jsonpatch import JSON, diff, to_tree
+from gameframe.player import Player
+
+ViewState = Callable[[Hashable, JSON], JSON]
+
+
+class _View:
+    """One stream of patches, shared by every player whose view key is the same."""
+
+    __slots__ = ("tree", "seq", "members")
+
+    def __init__(self, tree: JSON) -> None:
+        self.tree = tree  # what every member's mirror holds at `seq`
+        self.seq = 0
+        self.members: dict[str, Player] = {}
+
+
+class StateSync:
+    """
+    Keeps, for each distinct view, the tree its members last received.
+
+    A patch tick turns the state into a plain tree once, derives each view
+    from it, diffs against that view's last tree, and sends one encoded
+    patch to all the view's members. C{seq} counts the messages of a view's
+    stream, so a member sees it grow by exactly one per message.
+    """
+
+    def __init__(self, view_state: ViewState) -> None:
+        self._view_state = view_state
+        self._views: dict[Hashable, _View] = {}
+        self._keys: dict[str, Hashable] = {}  # player id -> view key
+
+    def subscribe(
+        self, player: Player, key: Hashable, state: Any, request_id: Any = None
+    ) -> bytes:
+        """
+        Add C{player} to its view's patches; the encoded full state to send it.
+
+        The full state is the view's last sent tree, so the next patch
+        applies to it; a view nobody shared yet starts from the state now.
+        """
+        if self._keys.get(player.id, key) != key:
+            self.unsubscribe(player)
+        view = self._views.get(key)
+        if view is None:
+            view = self._views[key] = _View(self._view_state(key, to_tree(state)))
+        view.members[player.id] = player
+        self._keys[player.id] = key
+        message: dict[str, Any] = {"action": "state", "seq": view.seq, "state": view.tree}
+        if request_id is not None:
+            message["id"] = request_id
+        return encode(message)
+
+    def unsubscribe(self, player: Player) -> None:
+        if player.id not in self._keys:
+            return
+        key = self._keys.pop(player.id)
+        view = self._views[key]
+        del view.members[player.id]
+        if not view.members:
+            del self._views[key]
+
+    def is_subscribed(self, player: Player) -> bool:
+        return player.id in self._keys
+
+    def key_of(self, player: Player) -> Hashable:
+        return self._keys.get(player.id)
+
+    def patch(self, state: Any) -> int:
+        """Send every view's changes since its last patch; the number of patches sent."""
+        if not self._views:
+            return 0
+        tree = to_tree(state)
+        sent = 0
+        for key, view in self._views.items():
+            new = self._view_state(key, tree)
+            ops = diff(view.tree, new)
+            if not ops:
+                continue
+            view.tree = new
+            view.seq += 1
+            data = encode({"action": "patch", "seq": view.seq, "patch": ops})
+            for member in view.members.values():
+                if member.link is not None:
+                    member.link.send_encoded(data)
+            sent += 1
+        return sent

@@ -1,0 +1,49 @@
+"""StateMirror: a client's copy of its room state, kept by applying the server's patches."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Mapping
+
+from gameframe.jsonpatch import JSON, apply
+
+
+class StateMirror:
+    """
+    Feed it every message from the server; it keeps C{state} equal to the
+    server's view for this player.
+
+    A C{state} message replaces the mirror; a C{patch} applies when its
+    C{seq} is the next one. After a gap (a lost or reordered patch) the
+    mirror is C{stale} until the next full state: send
+    C{{"action": "sync"}} to get one.
+    """
+
+    def __init__(self) -> None:
+        self.state: JSON = None
+        self.seq: int | None = None
+        self.stale = False
+
+    def handle(self, message: Mapping[str, Any]) -> bool:
+        """
+        Apply a C{state} or C{patch} message; False for any other message.
+
+        Returns True when the message was a state message, whatever its
+        effect; check C{stale} to know whether a C{sync} is needed.
+        """
+        action = message.get("action")
+        if action == "state":
+            self.state = copy.deepcopy(message["state"])
+            self.seq = message["seq"]
+            self.stale = False
+            return True
+        if action == "patch":
+            if self.stale or self.seq is None:
+                return True
+            if message["seq"] != self.seq + 1:
+                self.stale = True
+                return True
+            self.state = apply(self.state, message["patch"])
+            self.seq = message["seq"]
+            return True
+        return False

@@ -1,0 +1,326 @@
+"""State sync: full state on join, JSON Patches after, per-player views, the simulation clock."""
+
+from __future__ import annotations
+
+from typing import Any, Hashable
+
+import attrs
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from twisted.trial.unittest import SynchronousTestCase
+
+from gameframe import Player, Room, action
+from gameframe.jsonpatch import to_tree
+from gameframe.testing import FakeLink, Harness
+
+
+@attrs.define
+class Card:
+    suit: str
+    rank: int
+
+
+class CardTable(Room):
+    """Each player sees its own hand; everyone sees the table and hand sizes."""
+
+    patch_rate = None  # the tests send patches when they choose
+
+    def on_create(self, options: dict[str, Any]) -> None:
+        self.state: dict[str, Any] = {"table": [], "hands": {}, "scores": {}}
+
+    def on_join(self, player: Player, options: dict[str, Any]) -> None:
+        self.state["hands"][player.id] = []
+        self.state["scores"][player.id] = 0
+
+    def on_leave(self, player: Player, reason: str) -> None:
+        del self.state["hands"][player.id]
+        del self.state["scores"][player.id]
+
+    def view_key(self, player: Player) -> Hashable:
+        return player.id
+
+    def view_state(self, key: Hashable, tree: Any) -> Any:
+        hands = tree["hands"]
+        return {
+            **tree,
+            "hands": {pid: (hand if pid == key else len(hand)) for pid, hand in hands.items()},
+        }
+
+
+def hidden_view(room: CardTable, player_id: str) -> Any:
+    return room.view_state(player_id, to_tree(room.state))
+
+
+# One mutation of the table's state, chosen by hypothesis.
+mutations = st.one_of(
+    st.tuples(st.just("deal"), st.integers(0, 3), st.sampled_from("SHDC"), st.integers(1, 13)),
+    st.tuples(st.just("play"), st.integers(0, 3), st.integers(0, 10)),
+    st.tuples(st.just("discard"), st.integers(0, 10)),
+    st.tuples(st.just("insert"), st.integers(0, 10), st.sampled_from("SHDC"), st.integers(1, 13)),
+    st.tuples(st.just("score"), st.integers(0, 3), st.integers(-5, 5)),
+    st.tuples(st.just("note"), st.text(max_size=5), st.none() | st.integers(-(2**53), 2**53) | st.text(max_size=3)),
+    st.tuples(st.just("forget"), st.text(max_size=5)),
+    st.tuples(st.just("patch")),
+)
+
+
+def mutate(room: CardTable, step: tuple[Any, ...]) -> None:
+    state = room.state
+    ids = list(room.players)
+    kind = step[0]
+    if kind == "deal":
+        state["hands"][ids[step[1] % len(ids)]].append(Card(step[2], step[3]))
+    elif kind == "play":
+        hand = state["hands"][ids[step[1] % len(ids)]]
+        if hand:
+            state["table"].append(hand.pop(step[2] % len(hand)))
+    elif kind == "discard":
+        if state["table"]:
+            del state["table"][step[1] % len(state["table"])]
+    elif kind == "insert":
+        table = state["table"]
+        table.insert(step[1] % (len(table) + 1), Card(step[2], step[3]))
+    elif kind == "score":
+        state["scores"][ids[step[1] % len(ids)]] += step[2]
+    elif kind == "note":
+        state.setdefault("notes", {})[step[1]] = step[2]
+    elif kind == "forget":
+        state.get("notes", {}).pop(step[1], None)
+    elif kind == "patch":
+        room.send_patches()
+
+
+class StateSyncPropertyTests(SynchronousTestCase):
+    @settings(max_examples=150, deadline=None)
+    @given(st.lists(mutations, max_size=30), st.integers(0, 30))
+    def test_mirrors_equal_each_players_view(
+        self, steps: list[tuple[Any, ...]], late_join_at: int
+    ) -> None:
+        """
+        For any mutations (nested containers, deletions, list inserts and
+        removals) with a hidden hand per player, every client's mirror (its
+        full state plus every patch, applied as a client applies them)
+        equals the server's view for that player; a late joiner too.
+        """
+        kit = Harness({"cards": CardTable})
+        clients = [kit.connect() for _ in range(3)]
+        for client in clients:
+            client.join_or_create("cards")
+        room = kit.room_of(clients[0])
+        assert isinstance(room, CardTable)
+        late = kit.connect()
+        for index, step in enumerate(steps):
+            if index == late_join_at:
+                late.join_or_create("cards")
+                clients.append(late)
+            mutate(room, step)
+        room.send_patches()
+        for client in clients:
+            self.assertEqual(client.state, hidden_view(room, client.player_id))
+            self.assertNotIn("patch", [m["action"] for m in client.messages[:2]])
+
+    def test_hands_are_hidden_from_other_players(self) -> None:
+        kit = Harness({"cards": CardTable})
+        alice, bob = kit.connect(), kit.connect()
+        alice.join_or_create("cards")
+        bob.join_or_create("cards")
+        room = kit.room_of(alice)
+        room.state["hands"][alice.player_id].append(Card("S", 1))
+        room.send_patches()
+        self.assertEqual(alice.state["hands"][alice.player_id], [{"suit": "S", "rank": 1}])
+        self.assertEqual(bob.state["hands"][alice.player_id], 1)
+        self.assertNotIn(b'"S"', repr(bob.messages).encode())
+
+
+class Shared(Room):
+    """One view for everyone; patches on the default 50 ms clock."""
+
+    def on_create(self, options: dict[str, Any]) -> None:
+        self.state = {"players": {}}
+
+    def on_join(self, player: Player, options: dict[str, Any]) -> None:
+        self.state["players"][player.id] = {"x": 0}
+
+    def on_leave(self, player: Player, reason: str) -> None:
+        del self.state["players"][player.id]
+
+    @action
+    def move(self, player: Player, x: int) -> None:
+        self.state["players"][player.id]["x"] = x
+
+
+class RecordingLink(FakeLink):
+    """A FakeLink that also keeps the exact bytes objects it was handed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.raw: list[bytes] = []
+
+    def send_encoded(self, data: bytes) -> None:
+        self.raw.append(data)
+        super().send_encoded(data)
+
+
+class StateMessagesTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.kit = Harness({"shared": Shared})
+
+    def test_join_gets_full_state_after_joined(self) -> None:
+        alice = self.kit.connect()
+        alice.join_or_create("shared")
+        actions = [m["action"] for m in alice.messages]
+        self.assertEqual(actions, ["welcome", "joined", "state"])
+        state = alice.last("state")
+        self.assertEqual(state["state"], {"players": {alice.player_id: {"x": 0}}})
+        self.assertIsInstance(state["seq"], int)
+
+    def test_patches_on_the_patch_clock_with_seq_growing_by_one(self) -> None:
+        alice = self.kit.connect()
+        alice.join_or_create("shared")
+        first = alice.last("state")["seq"]
+        for x in (1, 2, 3):
+            alice.send("move", x=x)
+            self.kit.advance(0.05)
+        patches = alice.received("patch")
+        self.assertEqual([p["seq"] for p in patches], [first + 1, first + 2, first + 3])
+        self.assertEqual(
+            patches[0]["patch"],
+            [{"op": "replace", "path": f"/players/{alice.player_id}/x", "value": 1}],
+        )
+        self.assertEqual(alice.state, {"players": {alice.player_id: {"x": 3}}})
+
+    def test_no_change_sends_no_patch(self) -> None:
+        alice = self.kit.connect()
+        alice.join_or_create("shared")
+        self.kit.advance(1)
+        self.assertEqual(alice.received("patch"), [])
+
+    def test_changes_between_patches_merge_into_one(self) -> None:
+        alice = self.kit.connect()
+        alice.join_or_create("shared")
+        for x in range(10):
+            alice.send("move", x=x)
+        self.kit.advance(0.05)
+        self.assertEqual(len(alice.received("patch")), 1)
+        self.assertEqual(alice.state["players"][alice.player_id]["x"], 9)
+
+    def test_one_encoding_per_view(self) -> None:
+        """Players sharing a view get the very same bytes object."""
+        links = []
+        for _ in range(3):
+            link = RecordingLink()
+            self.kit.service.connect(link)
+            self.kit.service.receive(link.player, {"action": "join_or_create", "room": "shared"})
+            links.append(link)
+        self.kit.service.receive(links[0].player, {"action": "move", "x": 5})
+        self.kit.advance(0.05)
+        patches = [link.raw[-1] for link in links]
+        self.assertIn(b'"patch"', patches[0])
+        self.assertTrue(all(p is patches[0] for p in patches))
+
+    def test_sync_resends_full_state(self) -> None:
+        alice = self.kit.connect()
+        alice.join_or_create("shared")
+        alice.send("move", x=7)
+        self.kit.advance(0.05)
+        reply = alice.request("sync")
+        self.assertEqual(reply["action"], "state")
+        self.assertEqual(reply["state"], {"players": {alice.player_id: {"x": 7}}})
+        self.assertEqual(reply["seq"], alice.received("patch")[-1]["seq"])
+
+    def test_sync_outside_a_room(self) -> None:
+        alice = self.kit.connect()
+        self.assertEqual(alice.request("sync")["code"], "not_in_room")
+
+    def test_mirror_detects_a_gap(self) -> None:
+        alice = self.kit.connect()
+        alice.join_or_create("shared")
+        alice.link.mirror.seq = -5  # as if a patch had been lost
+        alice.send("move", x=1)
+        self.kit.advance(0.05)
+        self.assertTrue(alice.link.mirror.stale)
+        alice.send("sync")
+        self.assertFalse(alice.link.mirror.stale)
+        self.assertEqual(alice.state["players"][alice.player_id]["x"], 1)
+
+    def test_room_without_state_sends_none(self) -> None:
+        class Plain(Room):
+            pass
+
+        kit = Harness({"plain": Plain})
+        alice = kit.connect()
+        alice.join_or_create("plain")
+        kit.advance(1)
+        self.assertEqual([m["action"] for m in alice.messages], ["welcome", "joined"])
+
+
+class Ticker(Room):
+    tick_rate = 20
+
+    def on_create(self, options: dict[str, Any]) -> None:
+        self.dts: list[float] = []
+
+    def on_tick(self, dt: float) -> None:
+        self.dts.append(dt)
+
+
+class SimulationClockTests(SynchronousTestCase):
+    def test_ticks_at_the_rate_with_dt(self) -> None:
+        kit = Harness({"t": Ticker})
+        alice = kit.connect()
+        alice.join_or_create("t")
+        room = kit.room_of(alice)
+        assert isinstance(room, Ticker)
+        kit.advance_ticks(20)
+        self.assertEqual(room.ticks, 20)
+        self.assertEqual(len(room.dts), 20)
+        for dt in room.dts:
+            self.assertAlmostEqual(dt, 0.05)
+        self.assertEqual(room.tick_overruns, 0)
+
+    def test_late_ticks_are_counted_as_overruns(self) -> None:
+        kit = Harness({"t": Ticker})
+        alice = kit.connect()
+        alice.join_or_create("t")
+        room = kit.room_of(alice)
+        assert isinstance(room, Ticker)
+        kit.clock.advance(0.5)  # the reactor was busy for half a second
+        self.assertEqual(room.ticks, 1)
+        self.assertEqual(room.tick_overruns, 9)
+        self.assertAlmostEqual(room.dts[-1], 0.5)
+
+    def test_ticks_stop_on_dispose(self) -> None:
+        kit = Harness({"t": Ticker})
+        alice = kit.connect()
+        alice.join_or_create("t")
+        room = kit.room_of(alice)
+        alice.leave()
+        self.assertTrue(room.disposed)
+        kit.advance(1)
+        self.assertEqual(room.ticks, 0)
+        self.assertEqual(kit.clock.getDelayedCalls(), [])
+
+    def test_set_tick_rate(self) -> None:
+        kit = Harness({"t": Ticker})
+        alice = kit.connect()
+        alice.join_or_create("t")
+        room = kit.room_of(alice)
+        room.set_tick_rate(10)
+        kit.advance(1.0001)
+        self.assertEqual(room.ticks, 10)
+        room.set_tick_rate(None)
+        kit.advance(1)
+        self.assertEqual(room.ticks, 10)
+
+    def test_failing_tick_is_logged_and_ticking_goes_on(self) -> None:
+        class Broken(Ticker):
+            def on_tick(self, dt: float) -> None:
+                super().on_tick(dt)
+                raise ValueError("boom")
+
+        kit = Harness({"b": Broken})
+        alice = kit.connect()
+        alice.join_or_create("b")
+        kit.advance_ticks(3)
+        self.assertEqual(kit.room_of(alice).ticks, 3)
+        self.assertEqual(len(self.flushLoggedErrors(ValueError)), 3)
