@@ -18,6 +18,11 @@ RESERVED_FIELDS = frozenset({"action", "id"})
 
 _ACTION_NAME = "__gameframe_action__"
 
+_POSITIONAL = (
+    inspect.Parameter.POSITIONAL_ONLY,
+    inspect.Parameter.POSITIONAL_OR_KEYWORD,
+)
+
 
 def action(name_or_func: Any = None) -> Any:
     """
@@ -101,11 +106,16 @@ class ActionSpec:
     arguments: tuple[Argument, ...]
     known: frozenset[str]
     accepts_any: bool
+    # The handler's own leading parameters (self, player): never message fields.
+    bound: frozenset[str] = frozenset()
 
     @classmethod
     def from_function(cls, name: str, func: Callable[..., Any]) -> ActionSpec:
         hints = typing.get_type_hints(func)
-        params = list(inspect.signature(func).parameters.values())[2:]  # self, player
+        all_params = list(inspect.signature(func).parameters.values())
+        bound, params = all_params[:2], all_params[2:]  # self, player
+        if len(bound) < 2 or any(p.kind not in _POSITIONAL for p in bound):
+            raise TypeError(f"action {name!r}: a handler takes (self, player, ...)")
         arguments = []
         accepts_any = False
         for param in params:
@@ -126,6 +136,7 @@ class ActionSpec:
             tuple(arguments),
             frozenset(a.name for a in arguments),
             accepts_any,
+            frozenset(p.name for p in bound),
         )
 
     def arguments_of(self, message: dict[str, Any]) -> dict[str, Any]:
@@ -135,13 +146,14 @@ class ActionSpec:
         @raise GameError: C{bad_arguments}, naming what is wrong.
         """
         kwargs = {k: v for k, v in message.items() if k not in RESERVED_FIELDS}
+        extra = kwargs.keys() & self.bound
         if not self.accepts_any:
-            extra = kwargs.keys() - self.known
-            if extra:
-                raise GameError(
-                    BAD_ARGUMENTS,
-                    f"{self.name}: unexpected field(s) {', '.join(sorted(extra))}",
-                )
+            extra |= kwargs.keys() - self.known
+        if extra:
+            raise GameError(
+                BAD_ARGUMENTS,
+                f"{self.name}: unexpected field(s) {', '.join(sorted(extra))}",
+            )
         for arg in self.arguments:
             if arg.name in kwargs:
                 if not arg.check(kwargs[arg.name]):

@@ -90,6 +90,7 @@ class Room:
         self._sync = StateSync(self._view_of)
         self._drop_timers: dict[str, IDelayedCall] = {}
         self._tick_loop: LoopingCall | None = None
+        self._loops: list[LoopingCall] = []  # stopped on dispose
         self._last_tick = 0.0
 
     # -- hooks for authors -------------------------------------------------
@@ -177,6 +178,7 @@ class Room:
         loop = LoopingCall(tick)
         loop.clock = self.clock
         loop.start(interval, now=False)
+        self._loops.append(loop)
         return loop
 
     def send_patches(self) -> None:
@@ -205,6 +207,7 @@ class Room:
             self._tick_loop = LoopingCall.withCount(self._tick)
             self._tick_loop.clock = self.clock
             self._tick_loop.start(1.0 / rate, now=False)
+            self._loops.append(self._tick_loop)
 
     def lock(self) -> None:
         """Take the room out of matchmaking (C{join} by id is refused too)."""
@@ -380,18 +383,13 @@ class Room:
             self.log.failure("{room}.on_reconnect failed", room=self)
 
     def _unseat(self, player: Player) -> None:
+        """A join was refused: undo the seat."""
         if self.players.get(player.id) is player:
-            del self.players[player.id]
-        if player.room is self:
-            player.room = None
-        player.discard_held()
-        self._sync.unsubscribe(player)
+            self._remove(player)
         self._dispose_if_empty()
 
-    def _leave(self, player: Player, reason: str) -> Deferred[None]:
-        """Remove a player and run C{on_leave}; the Deferred fires when done."""
-        if self.players.get(player.id) is not player:
-            return succeed(None)
+    def _remove(self, player: Player) -> None:
+        """Take a seated player out: no seat, no messages held, no token, no view."""
         del self.players[player.id]
         player.room = None
         player.discard_held()
@@ -401,6 +399,12 @@ class Room:
         timer = self._drop_timers.pop(player.id, None)
         if timer is not None and timer.active():
             timer.cancel()
+
+    def _leave(self, player: Player, reason: str) -> Deferred[None]:
+        """Remove a player and run C{on_leave}; the Deferred fires when done."""
+        if self.players.get(player.id) is not player:
+            return succeed(None)
+        self._remove(player)
         done = self._hook(self.on_leave, player, reason)
         done.addCallback(lambda _: self._dispose_if_empty())
         return done
@@ -413,17 +417,15 @@ class Room:
         if self._disposed:
             return succeed(None)
         self._disposed = True
-        leaving = [
-            self._hook(self.on_leave, p, reason) for p in list(self.players.values())
-        ]
-        for player in list(self.players.values()):
+        players = list(self.players.values())
+        for player in players:
             player.send({"action": "left", "room_id": self.room_id, "reason": reason})
-            player.room = None
-            player.discard_held()
-            if self._service is not None:
-                self._service._revoke(player)
-        self.players.clear()
-        self._drop_timers.clear()
+            self._remove(player)
+        leaving = [self._hook(self.on_leave, player, reason) for player in players]
+        for loop in self._loops:
+            if loop.running:
+                loop.stop()
+        self._loops.clear()
         self.clock.cancel_all()
         if self._service is not None:
             self._service._forget(self)

@@ -305,14 +305,19 @@ class RoomService(Service):
         name = message.get("room")
         if name is not None:
             name = self._room_type_of(message)
-        rooms = [
+        self._reply(
+            player, {"action": "rooms", "rooms": self.listing(name)}, message.get("id")
+        )
+
+    def listing(self, room_type: str | None = None) -> list[Message]:
+        """The public rooms (of one type, or all): id, type, players, metadata."""
+        return [
             room._describe()
             for room in self.rooms.values()
             if room._ready
             and not room.private
-            and (name is None or room.room_type == name)
+            and (room_type is None or room.room_type == room_type)
         ]
-        self._reply(player, {"action": "rooms", "rooms": rooms}, message.get("id"))
 
     # -- creating and seating ----------------------------------------------
 
@@ -357,8 +362,9 @@ class RoomService(Service):
     def _seat(
         self, player: Player, room: Room, options: dict[str, Any], request_id: Any
     ) -> Any:
-        if player.link is None:
-            return None  # gone while the room was being created
+        if player.link is None:  # gone while the room was being created
+            room._dispose_if_empty()
+            return None
         joining = room._join(player, options)
 
         def joined(_: object = None) -> None:

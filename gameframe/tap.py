@@ -7,9 +7,13 @@ from typing import Any
 
 from twisted.application import strports
 from twisted.application.service import IService, MultiService
+from twisted.internet import endpoints
+from twisted.logger import Logger
 from twisted.python import usage
 
 from gameframe.protocol import DEFAULT_MAX_FRAME, GameFactory
+from gameframe.web import PingService, make_site
+from gameframe.websocket import DEFAULT_PING_INTERVAL, WebSocketGameFactory
 from gameframe.room import Room
 from gameframe.service import RoomService
 
@@ -39,13 +43,32 @@ def load_room(spec: str) -> tuple[str, type[Room]]:
     return name, room_class
 
 
+def frame_size(value: str) -> int:
+    """Coerce C{--max-frame}: a whole number of bytes, at least 64."""
+    try:
+        size = int(value)
+    except ValueError:
+        raise ValueError(f"--max-frame wants a number of bytes, not {value!r}") from None
+    if size < 64:
+        raise ValueError("--max-frame must be at least 64 bytes")
+    return size
+
+
+frame_size.coerceDoc = "At least 64."  # type: ignore[attr-defined]
+
+
+# Stands in for the reactor while --port is checked at parse time.
+_NO_REACTOR: Any = object()
+
+
 class Options(usage.Options):
     """C{twistd gameframe} options."""
 
     synopsis = "[options]"
     longdesc = (
-        "Serve gameframe rooms. Players connect over TCP (JSON Lines). "
-        "With no --room, the built-in demo rooms are served."
+        "Serve gameframe rooms. Players connect over TCP (JSON Lines) and "
+        "WebSocket (/ws on the web endpoint, which also serves the browser "
+        "demo and GET /rooms). With no --room, the built-in demo rooms are served."
     )
     optParameters = [
         ["port", "p", "tcp:7000", "TCP endpoint for players (an endpoint string)."],
@@ -54,13 +77,36 @@ class Options(usage.Options):
             None,
             DEFAULT_MAX_FRAME,
             "Largest message a client may send, in bytes.",
-            int,
+            frame_size,
+        ],
+        [
+            "web",
+            None,
+            "tcp:8080",
+            "HTTP endpoint for WebSocket players (/ws), the browser demo and "
+            "/rooms; 'none' turns it off.",
+        ],
+        [
+            "ws-ping",
+            None,
+            DEFAULT_PING_INTERVAL,
+            "Seconds between pings to WebSocket players; one unanswered ping "
+            "drops the player (0: no pings).",
+            float,
         ],
     ]
 
     def __init__(self) -> None:
         super().__init__()
         self["rooms"] = {}
+        self["allowed-origins"] = []
+
+    def opt_allow_origin(self, origin: str) -> None:
+        """
+        Accept WebSocket connections from browsers on this origin, e.g.
+        https://game.example (repeatable; default: any origin).
+        """
+        self["allowed-origins"].append(origin)
 
     def opt_room(self, spec: str) -> None:
         """Serve a room type: NAME=module:Class (repeatable)."""
@@ -68,8 +114,18 @@ class Options(usage.Options):
         self["rooms"][name] = room_class
 
     def postOptions(self) -> None:
-        if self["max-frame"] < 64:
-            raise usage.UsageError("--max-frame must be at least 64 bytes")
+        if self["web"].lower() == "none":
+            self["web"] = None
+        for name in ("port", "web"):
+            if self[name] is None:
+                continue
+            try:
+                # Parse only (no listening yet); the reactor is not used for that.
+                endpoints.serverFromString(_NO_REACTOR, self[name])
+            except Exception as e:
+                raise usage.UsageError(f"--{name} {self[name]!r}: {e}") from None
+        if self["ws-ping"] < 0:
+            raise usage.UsageError("--ws-ping must be 0 or more seconds")
         if not self["rooms"]:
             self["rooms"] = demo_rooms()
 
@@ -85,4 +141,31 @@ def makeService(options: Any) -> IService:
     rooms.setServiceParent(top)
     factory = GameFactory(rooms, reactor, max_frame=options["max-frame"])
     strports.service(options["port"], factory).setServiceParent(top)
+    if options["web"] is not None:
+        websocket = WebSocketGameFactory(
+            rooms,
+            reactor,
+            max_frame=options["max-frame"],
+            allowed_origins=options["allowed-origins"],
+            ping_interval=options["ws-ping"],
+        )
+        PingService(websocket).setServiceParent(top)
+        web = strports.service(options["web"], make_site(rooms, websocket))
+        web.setServiceParent(top)
+        _announce(options["web"])
     return top
+
+
+def _announce(endpoint: str) -> None:
+    """Log the URL a newcomer opens to see the browser demo."""
+    parts = endpoint.split(":")
+    if parts[0] == "tcp" and len(parts) > 1 and parts[1].isdigit():
+        host = next(
+            (p.split("=", 1)[1] for p in parts[2:] if p.startswith("interface=")),
+            "127.0.0.1",
+        )
+        if host in ("0.0.0.0", "::", ""):
+            host = "127.0.0.1"
+        Logger().info(
+            "gameframe demo: open http://{host}:{port}/ in a browser", host=host, port=parts[1]
+        )

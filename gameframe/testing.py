@@ -107,11 +107,11 @@ class FakeClient:
         """Forget what was received so far."""
         del self.messages[:]
 
-    def send(self, action: str, **fields: Any) -> None:
+    def send(self, action: str, /, **fields: Any) -> None:
         """Send one message, as a client would."""
         self.harness.service.receive(self.player, {"action": action, **fields})
 
-    def request(self, action: str, **fields: Any) -> Message:
+    def request(self, action: str, /, **fields: Any) -> Message:
         """
         Send a message with a fresh C{id} and return the reply echoing it
         (C{result}, C{joined}, C{error}...). AssertionError if none came yet.

@@ -39,9 +39,12 @@ class TicTacToe(Room):
             self.broadcast({"action": "start", "marks": self.marks, "turn": self.turn})
 
     def on_leave(self, player: Player, reason: str) -> None:
-        if self.turn is not None and not self.over and self.players:
-            # Walking out of a game forfeits it.
-            self._finish(winner=next(iter(self.players)), reason="forfeit")
+        # Walking out of a game forfeits it to the other player; the room
+        # closing under both of them (disposed, server shutdown) does not.
+        others = [p for p in self.players if p != player.id]
+        if self.turn is not None and not self.over and others:
+            if reason not in ("disposed", "shutdown"):
+                self._finish(winner=others[0], reason="forfeit")
         self.marks.pop(player.id, None)
 
     @action

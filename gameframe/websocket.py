@@ -1,0 +1,218 @@
+"""The WebSocket transport on twisted.web.websocket: one JSON message per text frame, same sessions as TCP."""
+
+from __future__ import annotations
+
+import struct
+from typing import Any, Callable, Iterable
+
+from twisted.internet.interfaces import IReactorTime, ITransport
+from twisted.internet.task import LoopingCall
+from twisted.python.failure import Failure
+from twisted.web.resource import Resource
+from twisted.web.server import Request
+from twisted.web.websocket import WebSocketResource, WebSocketTransport
+
+from gameframe._link import DEFAULT_MAX_FRAME, DEFAULT_MAX_PENDING, BufferedLink
+from gameframe._sendpath import FlushScheduler
+from gameframe.codec import BAD_MESSAGE, error_message
+from gameframe.service import RoomService
+
+DEFAULT_PING_INTERVAL = 20.0
+
+# Room for frame headers and for the start of the next message in one read.
+_WIRE_SLACK = 64 * 1024
+
+
+def text_frame(payload: bytes) -> bytes:
+    """An unmasked, final RFC 6455 text frame (what a server sends)."""
+    size = len(payload)
+    if size < 126:
+        return bytes((0x81, size)) + payload
+    if size < 65536:
+        return struct.pack("!BBH", 0x81, 126, size) + payload
+    return struct.pack("!BBQ", 0x81, 127, size) + payload
+
+
+class WebSocketLink(BufferedLink):
+    """
+    One WebSocket player: the same session contract as a TCP connection.
+
+    Incoming messages are capped at the frame limit (Twisted buffers a
+    whole message before delivering it, so the bytes read are counted here
+    and a client that sends more without finishing a message is cut off).
+    Outgoing messages are framed here and written to the TCP transport,
+    several frames per write.
+    """
+
+    _ws: WebSocketTransport
+    _tcp: ITransport
+
+    def __init__(
+        self,
+        factory: WebSocketGameFactory,
+        request: Request,
+    ) -> None:
+        super().__init__(
+            factory.service, factory.scheduler, factory.max_frame, factory.max_pending
+        )
+        self._factory = factory
+        self._request = request
+        self._unread = 0
+        self._ponged = True
+
+    # -- WebSocketProtocol -----------------------------------------------------
+
+    def negotiationStarted(self, transport: WebSocketTransport) -> None:
+        self._ws = transport
+        self._tcp = transport.transport  # type: ignore[attr-defined]
+        self._cap_incoming()
+
+    def negotiationFinished(self) -> None:
+        # The HTTP channel registered itself as the connection's producer;
+        # after the upgrade the WebSocket session is what must be paused.
+        self._ws.detachProducer()
+        self._ws.attachProducer(self)
+        self._factory.links.add(self)
+        self._opened()
+
+    def textMessageReceived(self, message: str) -> None:
+        self._unread = 0
+        if self._closing:
+            return
+        if len(message) > self._max_frame and len(message.encode()) > self._max_frame:
+            self._too_large()
+            return
+        if message.strip():
+            self._frame_received(message)
+
+    def bytesMessageReceived(self, data: bytes | bytearray) -> None:
+        self._unread = 0
+        if not self._closing:
+            self.send(error_message(BAD_MESSAGE, "send JSON in text frames, not binary"))
+
+    def pongReceived(self, payload: bytes) -> None:
+        self._ponged = True
+
+    def connectionLost(self, reason: Failure) -> None:
+        self._factory.links.discard(self)
+        self._closed()
+
+    # -- limits and liveness ---------------------------------------------------
+
+    def _cap_incoming(self) -> None:
+        """
+        Count the bytes read since the last whole message and cut off a
+        client that sends more than the frame limit (plus slack) without
+        finishing one, before Twisted's buffer grows any further. The
+        channel hands reads to the WebSocket parser through its
+        C{dataReceived}, which it replaced during the upgrade.
+        """
+        channel = self._request.channel
+        deliver: Callable[[bytes], None] = channel.dataReceived
+        limit = self._max_frame + _WIRE_SLACK
+
+        def counted(data: bytes) -> None:
+            if self._closing:
+                return
+            self._unread += len(data)
+            if self._unread > limit:
+                self._too_large()
+                return
+            deliver(data)
+
+        channel.dataReceived = counted  # type: ignore[method-assign]
+
+    def _ping(self) -> None:
+        """Called every ping interval: a peer that did not answer the last ping is dead."""
+        if self._closing:
+            return
+        if not self._ponged:
+            self.log.info("{player} did not answer a ping, closing", player=self.player)
+            self._closing = True
+            self._disconnect(abort=True)
+            return
+        self._ponged = False
+        self._ws.ping(b"gf")
+
+    # -- BufferedLink ----------------------------------------------------------
+
+    def _frame(self, messages: list[bytes]) -> bytes:
+        return b"".join([text_frame(m) for m in messages])
+
+    def _write(self, data: bytes) -> None:
+        self._tcp.write(data)
+
+    def _disconnect(self, abort: bool) -> None:
+        if abort:
+            self._tcp.abortConnection()  # type: ignore[attr-defined]
+        else:
+            self._ws.loseConnection(1000)
+
+
+class WebSocketGameFactory:
+    """
+    Makes a L{WebSocketLink} for each WebSocket connection into the
+    RoomService, refusing browsers from origins not allowed.
+
+    @param allowed_origins: the C{Origin} headers accepted; empty: any.
+    """
+
+    def __init__(
+        self,
+        service: RoomService,
+        clock: IReactorTime,
+        max_frame: int = DEFAULT_MAX_FRAME,
+        max_pending: int = DEFAULT_MAX_PENDING,
+        allowed_origins: Iterable[str] = (),
+        ping_interval: float = DEFAULT_PING_INTERVAL,
+    ) -> None:
+        self.service = service
+        self.max_frame = max_frame
+        self.max_pending = max_pending
+        self.allowed_origins = frozenset(o.rstrip("/") for o in allowed_origins)
+        self.scheduler = FlushScheduler(clock)
+        self.links: set[WebSocketLink] = set()
+        self._pinger = LoopingCall(self._ping_all)
+        self._pinger.clock = clock
+        self._ping_interval = ping_interval
+
+    def start(self) -> None:
+        """Start pinging connections (the web service does this when it starts)."""
+        if self._ping_interval and not self._pinger.running:
+            self._pinger.start(self._ping_interval, now=False)
+
+    def stop(self) -> None:
+        if self._pinger.running:
+            self._pinger.stop()
+
+    def _ping_all(self) -> None:
+        for link in list(self.links):
+            link._ping()
+
+    def origin_allowed(self, request: Request) -> bool:
+        if not self.allowed_origins:
+            return True
+        origin = request.getHeader("origin")
+        # Non-browser clients send no Origin; browsers always do.
+        return origin is None or origin.rstrip("/") in self.allowed_origins
+
+    def buildProtocol(self, request: Request) -> WebSocketLink:
+        return WebSocketLink(self, request)
+
+
+class GameWebSocketResource(Resource):
+    """The C{/ws} resource: the Origin check, then Twisted's WebSocket upgrade."""
+
+    isLeaf = True
+
+    def __init__(self, factory: WebSocketGameFactory) -> None:
+        super().__init__()
+        self.factory = factory
+        self._upgrade = WebSocketResource(factory)
+
+    def render_GET(self, request: Request) -> Any:
+        if not self.factory.origin_allowed(request):
+            request.setResponseCode(403)
+            request.setHeader(b"content-type", b"text/plain")
+            return b"origin not allowed\n"
+        return self._upgrade.render_GET(request)
