@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from gameframe._sendpath import FlushScheduler, SendBuffer
+from gameframe._sendpath import FlushScheduler, SendBuffer, SocketWriter, TransportWriter
 from gameframe.codec import (
     BAD_UTF8,
     FRAME_TOO_LARGE,
@@ -25,17 +24,18 @@ DEFAULT_MAX_FRAME = 64 * 1024
 DEFAULT_MAX_PENDING = 4 * 1024 * 1024
 
 
-@implementer(IPlayerLink, IPushProducer)
+@implementer(IPlayerLink)
 class BufferedLink:
     """
     One connection's player session, whatever the transport.
 
-    A transport subclass calls L{_opened}, L{_frame_received} and
+    A transport subclass calls L{_opened} with its writer (a
+    L{TransportWriter} or L{SocketWriter}), then L{_frame_received} and
     L{_closed}, and provides L{_frame} (how messages are framed on the
-    wire), L{_write} and L{_disconnect}. Output goes through one
-    L{SendBuffer}: all messages for this connection in one reactor turn
-    leave in one write. The transport's producer calls tell us when the
-    client stops reading; past C{max_pending} bytes waiting, it is dropped.
+    wire) and L{_disconnect}. Output goes through one L{SendBuffer}: all
+    messages for this connection until the next flush leave in one write.
+    A client that stops reading while more than C{max_pending} bytes wait
+    for it is dropped.
     """
 
     log = Logger()
@@ -53,13 +53,13 @@ class BufferedLink:
         self._max_frame = max_frame
         self._max_pending = max_pending
         self._closing = False
-        self._paused = False
-        self._pending = 0
         self._out = SendBuffer(scheduler, self._flush)
+        self._writer: TransportWriter | SocketWriter | None = None
 
     # -- for transports ------------------------------------------------------
 
-    def _opened(self) -> None:
+    def _opened(self, writer: TransportWriter | SocketWriter) -> None:
+        self._writer = writer
         self._service.connect(self)
 
     def _frame_received(self, frame: bytes | str) -> None:
@@ -91,9 +91,6 @@ class BufferedLink:
         """The bytes that carry these encoded messages on the wire."""
         raise NotImplementedError
 
-    def _write(self, data: bytes) -> None:
-        raise NotImplementedError
-
     def _disconnect(self, abort: bool) -> None:
         """Close the connection (at once, dropping unsent data, if C{abort})."""
         raise NotImplementedError
@@ -121,27 +118,15 @@ class BufferedLink:
     # -- output and backpressure -----------------------------------------------
 
     def _flush(self, messages: list[bytes]) -> None:
-        data = self._frame(messages)
-        if self._paused:
-            self._pending += len(data)
-            if self._pending > self._max_pending:
-                self.log.warn(
-                    "{player} stopped reading ({pending} bytes waiting), disconnecting",
-                    player=self.player,
-                    pending=self._pending,
-                )
-                self._closing = True
-                self._disconnect(abort=True)
-                return
-        self._write(data)
+        if self._writer is not None:
+            self._writer.write(self._frame(messages))
 
-    def pauseProducing(self) -> None:
-        """The transport's send buffer is full: the client is not reading."""
-        self._paused = True
-
-    def resumeProducing(self) -> None:
-        self._paused = False
-        self._pending = 0
-
-    def stopProducing(self) -> None:
-        pass
+    def _overflow(self) -> None:
+        """The client stopped reading and too much waits for it: drop it."""
+        self.log.warn(
+            "{player} stopped reading ({limit} bytes waiting), disconnecting",
+            player=self.player,
+            limit=self._max_pending,
+        )
+        self._closing = True
+        self._disconnect(abort=True)

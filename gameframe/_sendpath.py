@@ -1,29 +1,39 @@
-"""The one write path for outgoing bytes: per-connection buffers flushed once per reactor turn."""
+"""The one write path for outgoing bytes: per-connection buffers, one flush per turn (or tick), direct socket sends."""
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet import tcp
+from twisted.internet.interfaces import (
+    IConsumer,
+    IDelayedCall,
+    IPullProducer,
+    IPushProducer,
+    IReactorTime,
+)
+from zope.interface import implementer
 
 
 class FlushScheduler:
     """
-    Flushes every buffer that got data, once, on the next reactor turn.
+    Flushes every buffer that got data: on the next reactor turn, or, with
+    an C{interval}, once per interval (fewer, larger sends for more latency).
 
-    All messages one batch of input produces (a broadcast to fifty players,
-    a reply and a patch) leave in one write per connection.
+    Either way all the messages one connection gets in that time leave in
+    one write: a broadcast to fifty players, a reply and a patch.
     """
 
-    def __init__(self, clock: IReactorTime) -> None:
+    def __init__(self, clock: IReactorTime, interval: float = 0.0) -> None:
         self._clock = clock
+        self._interval = interval
         self._dirty: list[SendBuffer] = []
         self._call: IDelayedCall | None = None
 
     def schedule(self, buffer: SendBuffer) -> None:
         self._dirty.append(buffer)
         if self._call is None:
-            self._call = self._clock.callLater(0, self.flush)
+            self._call = self._clock.callLater(self._interval, self.flush)
 
     def flush(self) -> None:
         """Flush every pending buffer now."""
@@ -39,7 +49,7 @@ class SendBuffer:
     """
     One connection's outgoing messages until the next flush.
 
-    @param write: writes the framed messages of one flush to the transport.
+    @param write: writes the messages of one flush (framed by the caller).
     """
 
     def __init__(
@@ -61,3 +71,105 @@ class SendBuffer:
 
     def discard(self) -> None:
         self._messages = []
+
+
+@implementer(IPushProducer)
+class TransportWriter:
+    """
+    Writes through the transport, which sends on a later reactor turn.
+
+    Registered as the transport's streaming producer: while the transport
+    says its buffer is full (the client is not reading), bytes written are
+    counted, and past C{max_pending} C{overflow} is called instead.
+    """
+
+    def __init__(
+        self,
+        consumer: IConsumer,
+        write: Callable[[bytes], None],
+        max_pending: int,
+        overflow: Callable[[], None],
+    ) -> None:
+        self._consumer = consumer
+        self._write = write
+        self._max_pending = max_pending
+        self._overflow = overflow
+        self._paused = False
+        self._pending = 0
+        consumer.registerProducer(self, True)
+
+    def write(self, data: bytes) -> None:
+        if self._paused:
+            self._pending += len(data)
+            if self._pending > self._max_pending:
+                self._overflow()
+                return
+        self._write(data)
+
+    def detach(self) -> None:
+        """Stop being the transport's producer (before closing it)."""
+        self._consumer.unregisterProducer()
+
+    def pauseProducing(self) -> None:
+        self._paused = True
+
+    def resumeProducing(self) -> None:
+        self._paused = False
+        self._pending = 0
+
+    def stopProducing(self) -> None:
+        pass
+
+
+@implementer(IPullProducer)
+class SocketWriter:
+    """
+    Sends on a plain TCP socket at once while the transport holds nothing
+    of ours, saving the reactor turn (and its epoll calls) that
+    C{transport.write} costs; what the socket does not take goes to the
+    transport, in order, and everything after it too until it drains.
+
+    Registered as the transport's pull producer, whose C{resumeProducing}
+    the transport calls each time its buffer has drained. Past
+    C{max_pending} bytes queued in the transport, C{overflow} is called.
+    """
+
+    def __init__(
+        self, transport: tcp.Connection, max_pending: int, overflow: Callable[[], None]
+    ) -> None:
+        self._transport = transport
+        self._socket = transport.getHandle()
+        self._max_pending = max_pending
+        self._overflow = overflow
+        self._queued = 0
+        transport.registerProducer(self, False)
+
+    @staticmethod
+    def usable(transport: Any) -> bool:
+        """Only an unencrypted TCP connection can be sent on directly."""
+        return isinstance(transport, tcp.Connection)
+
+    def write(self, data: bytes) -> None:
+        if not self._queued:
+            try:
+                sent = self._socket.send(data)
+            except OSError:
+                sent = 0  # EAGAIN, or an error the transport will notice and report
+            if sent == len(data):
+                return
+            data = data[sent:]
+        self._queued += len(data)
+        if self._queued > self._max_pending:
+            self._overflow()
+            return
+        self._transport.write(data)
+
+    def detach(self) -> None:
+        self._transport.unregisterProducer()
+
+    def resumeProducing(self) -> None:
+        """The transport sent everything it held."""
+        self._queued = 0
+
+    def stopProducing(self) -> None:
+        pass

@@ -7,7 +7,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
 
 from gameframe._link import DEFAULT_MAX_FRAME, DEFAULT_MAX_PENDING, BufferedLink
-from gameframe._sendpath import FlushScheduler
+from gameframe._sendpath import FlushScheduler, SocketWriter, TransportWriter
 from gameframe.service import RoomService
 
 __all__ = ["DEFAULT_MAX_FRAME", "DEFAULT_MAX_PENDING", "GameFactory", "GameProtocol"]
@@ -16,6 +16,8 @@ __all__ = ["DEFAULT_MAX_FRAME", "DEFAULT_MAX_PENDING", "GameFactory", "GameProto
 class GameProtocol(BufferedLink, Protocol):
     """
     One TCP connection: one UTF-8 JSON object per line, in both directions.
+    On a plain TCP socket, output is sent directly when the socket is idle
+    (L{SocketWriter}); otherwise (TLS, tests) through the transport.
 
     Lines longer than the frame limit and bytes that are not UTF-8 end the
     connection with an C{error}; every other bad input gets an C{error}
@@ -24,6 +26,7 @@ class GameProtocol(BufferedLink, Protocol):
     """
 
     _inbox = b""
+    _direct = True  # send on the socket directly when it can (see SocketWriter)
 
     # -- connection lifecycle ------------------------------------------------
 
@@ -33,8 +36,14 @@ class GameProtocol(BufferedLink, Protocol):
         set_no_delay = getattr(transport, "setTcpNoDelay", None)
         if set_no_delay is not None:
             set_no_delay(True)
-        transport.registerProducer(self, True)  # type: ignore[attr-defined]
-        self._opened()
+        writer: SocketWriter | TransportWriter
+        if self._direct and SocketWriter.usable(transport):
+            writer = SocketWriter(transport, self._max_pending, self._overflow)  # type: ignore[arg-type]
+        else:
+            writer = TransportWriter(
+                transport, transport.write, self._max_pending, self._overflow  # type: ignore[arg-type]
+            )
+        self._opened(writer)
 
     def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:
         self._closed()
@@ -73,23 +82,22 @@ class GameProtocol(BufferedLink, Protocol):
         messages.append(b"")
         return b"\n".join(messages)
 
-    def _write(self, data: bytes) -> None:
-        assert self.transport is not None
-        self.transport.write(data)
-
     def _disconnect(self, abort: bool) -> None:
         assert self.transport is not None
         if abort:
             self.transport.abortConnection()  # type: ignore[attr-defined]
         else:
             self._inbox = b""
+            if self._writer is not None:
+                self._writer.detach()  # a registered producer would keep it open
             self.transport.loseConnection()
 
 
 class GameFactory(Factory):
     """
     Makes a L{GameProtocol} for each TCP connection, all sharing one
-    L{RoomService} and one flush per reactor turn.
+    L{RoomService} and one flush per reactor turn (or every
+    C{flush_interval} seconds: fewer sends, more latency).
     """
 
     def __init__(
@@ -98,11 +106,12 @@ class GameFactory(Factory):
         clock: IReactorTime,
         max_frame: int = DEFAULT_MAX_FRAME,
         max_pending: int = DEFAULT_MAX_PENDING,
+        flush_interval: float = 0.0,
     ) -> None:
         self.service = service
         self.max_frame = max_frame
         self.max_pending = max_pending
-        self.scheduler = FlushScheduler(clock)
+        self.scheduler = FlushScheduler(clock, flush_interval)
 
     def buildProtocol(self, addr: IAddress | None) -> GameProtocol:
         protocol = GameProtocol(

@@ -87,6 +87,14 @@ class Options(usage.Options):
             "/rooms; 'none' turns it off.",
         ],
         [
+            "flush-interval",
+            None,
+            0.0,
+            "Milliseconds between sends to each player (0: at the end of every "
+            "reactor turn). More batches more messages per send, for more latency.",
+            float,
+        ],
+        [
             "ws-ping",
             None,
             DEFAULT_PING_INTERVAL,
@@ -124,6 +132,8 @@ class Options(usage.Options):
                 endpoints.serverFromString(_NO_REACTOR, self[name])
             except Exception as e:
                 raise usage.UsageError(f"--{name} {self[name]!r}: {e}") from None
+        if self["flush-interval"] < 0:
+            raise usage.UsageError("--flush-interval must be 0 or more milliseconds")
         if self["ws-ping"] < 0:
             raise usage.UsageError("--ws-ping must be 0 or more seconds")
         if not self["rooms"]:
@@ -139,7 +149,10 @@ def makeService(options: Any) -> IService:
     # The RoomService first: MultiService stops children in reverse order,
     # so the ports stop listening before the rooms are disposed.
     rooms.setServiceParent(top)
-    factory = GameFactory(rooms, reactor, max_frame=options["max-frame"])
+    flush_interval = options["flush-interval"] / 1000.0
+    factory = GameFactory(
+        rooms, reactor, max_frame=options["max-frame"], flush_interval=flush_interval
+    )
     strports.service(options["port"], factory).setServiceParent(top)
     if options["web"] is not None:
         websocket = WebSocketGameFactory(
@@ -148,6 +161,7 @@ def makeService(options: Any) -> IService:
             max_frame=options["max-frame"],
             allowed_origins=options["allowed-origins"],
             ping_interval=options["ws-ping"],
+            flush_interval=flush_interval,
         )
         PingService(websocket).setServiceParent(top)
         web = strports.service(options["web"], make_site(rooms, websocket))

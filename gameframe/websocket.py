@@ -13,7 +13,7 @@ from twisted.web.server import Request
 from twisted.web.websocket import WebSocketResource, WebSocketTransport
 
 from gameframe._link import DEFAULT_MAX_FRAME, DEFAULT_MAX_PENDING, BufferedLink
-from gameframe._sendpath import FlushScheduler
+from gameframe._sendpath import FlushScheduler, TransportWriter
 from gameframe.codec import BAD_MESSAGE, error_message
 from gameframe.service import RoomService
 
@@ -69,11 +69,15 @@ class WebSocketLink(BufferedLink):
 
     def negotiationFinished(self) -> None:
         # The HTTP channel registered itself as the connection's producer;
-        # after the upgrade the WebSocket session is what must be paused.
+        # after the upgrade the WebSocket session's writer takes its place.
+        # (Frames go through the transport, never straight to the socket:
+        # Twisted writes pongs and close frames there too, and a frame must
+        # never be split by another.)
         self._ws.detachProducer()
-        self._ws.attachProducer(self)
+        tcp = self._tcp
+        writer = TransportWriter(tcp, tcp.write, self._max_pending, self._overflow)  # type: ignore[arg-type]
         self._factory.links.add(self)
-        self._opened()
+        self._opened(writer)
 
     def textMessageReceived(self, message: str) -> None:
         self._unread = 0
@@ -139,13 +143,12 @@ class WebSocketLink(BufferedLink):
     def _frame(self, messages: list[bytes]) -> bytes:
         return b"".join([text_frame(m) for m in messages])
 
-    def _write(self, data: bytes) -> None:
-        self._tcp.write(data)
-
     def _disconnect(self, abort: bool) -> None:
         if abort:
             self._tcp.abortConnection()  # type: ignore[attr-defined]
         else:
+            if self._writer is not None:
+                self._writer.detach()
             self._ws.loseConnection(1000)
 
 
@@ -165,12 +168,13 @@ class WebSocketGameFactory:
         max_pending: int = DEFAULT_MAX_PENDING,
         allowed_origins: Iterable[str] = (),
         ping_interval: float = DEFAULT_PING_INTERVAL,
+        flush_interval: float = 0.0,
     ) -> None:
         self.service = service
         self.max_frame = max_frame
         self.max_pending = max_pending
         self.allowed_origins = frozenset(o.rstrip("/") for o in allowed_origins)
-        self.scheduler = FlushScheduler(clock)
+        self.scheduler = FlushScheduler(clock, flush_interval)
         self.links: set[WebSocketLink] = set()
         self._pinger = LoopingCall(self._ping_all)
         self._pinger.clock = clock

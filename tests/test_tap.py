@@ -169,3 +169,11 @@ def test_web_none_and_bad_web_endpoints() -> None:
         parse("--web", "carrier-pigeon:7")
     with pytest.raises(usage.UsageError, match="--ws-ping"):
         parse("--ws-ping", "-1")
+
+
+def test_flush_interval_is_given_in_milliseconds() -> None:
+    options = parse("--flush-interval", "10", "--web", "none")
+    rooms, tcp = list(makeService(options))
+    assert tcp.factory.scheduler._interval == 0.01
+    with pytest.raises(usage.UsageError, match="--flush-interval"):
+        parse("--flush-interval", "-1")

@@ -1,0 +1,112 @@
+"""The write path: one flush per turn or interval, direct socket sends with the transport as overflow."""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from gameframe._sendpath import FlushScheduler, SendBuffer, SocketWriter
+
+
+class FakeTcpTransport:
+    """What SocketWriter uses of a tcp.Connection, over a real socket."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.written: list[bytes] = []
+        self.producer: Any = None
+
+    def getHandle(self) -> socket.socket:
+        return self.sock
+
+    def registerProducer(self, producer: Any, streaming: bool) -> None:
+        assert not streaming
+        self.producer = producer
+        producer.resumeProducing()
+
+    def unregisterProducer(self) -> None:
+        self.producer = None
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+    def drained(self) -> None:
+        """As Twisted does once its buffer is empty: ask the pull producer for more."""
+        self.written.clear()
+        self.producer.resumeProducing()
+
+
+def read_all(sock: socket.socket) -> bytes:
+    chunks = []
+    while True:
+        try:
+            chunk = sock.recv(1 << 20)
+        except BlockingIOError:
+            return b"".join(chunks)
+        chunks.append(chunk)
+
+
+class SocketWriterTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.server, self.client = socket.socketpair()
+        self.server.setblocking(False)
+        self.client.setblocking(False)
+        self.addCleanup(self.server.close)
+        self.addCleanup(self.client.close)
+        self.transport = FakeTcpTransport(self.server)
+        self.overflows = 0
+        self.writer = SocketWriter(self.transport, 64 << 20, self.overflow)  # type: ignore[arg-type]
+
+    def overflow(self) -> None:
+        self.overflows += 1
+
+    def test_an_idle_socket_gets_the_bytes_at_once(self) -> None:
+        self.writer.write(b"hello\n")
+        self.assertEqual(read_all(self.client), b"hello\n")
+        self.assertEqual(self.transport.written, [])
+
+    def test_what_the_socket_cannot_take_goes_to_the_transport_in_order(self) -> None:
+        big = b"x" * (8 << 20)  # more than a socket buffer holds
+        self.writer.write(big)
+        sent_directly = read_all(self.client)
+        self.assertLess(len(sent_directly), len(big))
+        self.assertEqual(b"".join(self.transport.written), big[len(sent_directly):])
+        # While the transport holds bytes, later writes queue behind them.
+        self.writer.write(b"after")
+        self.assertEqual(self.transport.written[-1], b"after")
+        self.transport.drained()
+        self.writer.write(b"direct again")
+        self.assertEqual(read_all(self.client), b"direct again")
+
+    def test_a_client_that_stops_reading_overflows(self) -> None:
+        writer = SocketWriter(FakeTcpTransport(self.server), 1000, self.overflow)  # type: ignore[arg-type]
+        writer.write(b"x" * (8 << 20))
+        self.assertEqual(self.overflows, 1)
+
+
+class FlushSchedulerTests(SynchronousTestCase):
+    def test_one_write_per_connection_per_turn(self) -> None:
+        clock = Clock()
+        scheduler = FlushScheduler(clock)
+        writes: list[list[bytes]] = []
+        buffer = SendBuffer(scheduler, writes.append)
+        for n in range(3):
+            buffer.append(b"%d" % n)
+        self.assertEqual(writes, [])
+        clock.advance(0)
+        self.assertEqual(writes, [[b"0", b"1", b"2"]])
+
+    def test_with_an_interval_one_write_per_interval(self) -> None:
+        clock = Clock()
+        scheduler = FlushScheduler(clock, interval=0.01)
+        writes: list[list[bytes]] = []
+        buffer = SendBuffer(scheduler, writes.append)
+        buffer.append(b"a")
+        clock.advance(0.005)
+        buffer.append(b"b")
+        self.assertEqual(writes, [])
+        clock.advance(0.005)
+        self.assertEqual(writes, [[b"a", b"b"]])
