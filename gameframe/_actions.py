@@ -145,15 +145,18 @@ class ActionSpec:
 
         @raise GameError: C{bad_arguments}, naming what is wrong.
         """
-        kwargs = {k: v for k, v in message.items() if k not in RESERVED_FIELDS}
-        extra = kwargs.keys() & self.bound
-        if not self.accepts_any:
-            extra |= kwargs.keys() - self.known
-        if extra:
-            raise GameError(
-                BAD_ARGUMENTS,
-                f"{self.name}: unexpected field(s) {', '.join(sorted(extra))}",
-            )
+        kwargs = dict(message)
+        del kwargs["action"]
+        kwargs.pop("id", None)
+        if not self.known.issuperset(kwargs):
+            extra = kwargs.keys() - self.known
+            if self.accepts_any:
+                extra &= self.bound  # **kwargs takes anything but these
+            if extra:
+                raise GameError(
+                    BAD_ARGUMENTS,
+                    f"{self.name}: unexpected field(s) {', '.join(sorted(extra))}",
+                )
         for arg in self.arguments:
             if arg.name in kwargs:
                 if not arg.check(kwargs[arg.name]):

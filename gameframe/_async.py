@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import inspect
+from types import CoroutineType
 from typing import Any, Callable
 
 from twisted.internet.defer import Deferred
@@ -16,7 +16,7 @@ def call(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     Exceptions raised synchronously propagate.
     """
     result = func(*args, **kwargs)
-    if inspect.iscoroutine(result):
+    if type(result) is CoroutineType:
         return Deferred.fromCoroutine(result)
     return result
 

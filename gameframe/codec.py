@@ -22,6 +22,7 @@ UNKNOWN_ROOM_TYPE = "unknown_room_type"
 INTERNAL_ERROR = "internal_error"
 FRAME_TOO_LARGE = "frame_too_large"
 INVALID_TOKEN = "invalid_token"
+NO_STATE = "no_state"
 
 Message = dict[str, Any]
 

@@ -19,6 +19,7 @@ from gameframe.codec import (
     BAD_ARGUMENTS,
     INTERNAL_ERROR,
     INVALID_TOKEN,
+    NO_STATE,
     NOT_IN_ROOM,
     ROOM_NOT_FOUND,
     UNKNOWN_ROOM_TYPE,
@@ -299,6 +300,8 @@ class RoomService(Service):
         room = player.room
         if room is None:
             raise GameError(NOT_IN_ROOM, "sync: not in a room")
+        if room.state is None:
+            raise GameError(NO_STATE, f"{room.room_type} has no synchronized state")
         room._send_full_state(player, message.get("id"))
 
     def _list(self, player: Player, message: Message) -> None:

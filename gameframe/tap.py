@@ -6,7 +6,8 @@ import importlib
 from typing import Any
 
 from twisted.application import strports
-from twisted.application.service import IService, MultiService
+from twisted.application.service import IService, MultiService, Service
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet import endpoints
 from twisted.logger import Logger
 from twisted.python import usage
@@ -140,11 +141,28 @@ class Options(usage.Options):
             self["rooms"] = demo_rooms()
 
 
+class InOrderMultiService(MultiService):
+    """
+    Stops its children one at a time, last added first, each after the one
+    before has finished: the ports have stopped listening before the rooms
+    are disposed and the players told.
+    """
+
+    def stopService(self) -> Deferred[None]:
+        Service.stopService(self)
+
+        async def stop_all() -> None:
+            for child in reversed(list(self)):
+                await maybeDeferred(child.stopService)
+
+        return Deferred.fromCoroutine(stop_all())
+
+
 def makeService(options: Any) -> IService:
     """Wire the RoomService and its listening ports into one MultiService."""
     from twisted.internet import reactor
 
-    top = MultiService()
+    top = InOrderMultiService()
     rooms = RoomService(reactor, options["rooms"])
     # The RoomService first: MultiService stops children in reverse order,
     # so the ports stop listening before the rooms are disposed.

@@ -324,3 +324,14 @@ class SimulationClockTests(SynchronousTestCase):
         kit.advance_ticks(3)
         self.assertEqual(kit.room_of(alice).ticks, 3)
         self.assertEqual(len(self.flushLoggedErrors(ValueError)), 3)
+
+
+class NoStateTests(SynchronousTestCase):
+    def test_sync_in_a_room_without_state_is_an_error(self) -> None:
+        class Plain(Room):
+            pass
+
+        kit = Harness({"plain": Plain})
+        alice = kit.connect()
+        alice.join_or_create("plain")
+        self.assertEqual(alice.request("sync")["code"], "no_state")

@@ -177,3 +177,32 @@ def test_flush_interval_is_given_in_milliseconds() -> None:
     assert tcp.factory.scheduler._interval == 0.01
     with pytest.raises(usage.UsageError, match="--flush-interval"):
         parse("--flush-interval", "-1")
+
+
+def test_services_stop_one_after_another_last_added_first() -> None:
+    from twisted.application.service import Service
+    from twisted.internet.defer import Deferred
+
+    from gameframe.tap import InOrderMultiService
+
+    events: list[str] = []
+    port_stopped: Deferred[None] = Deferred()
+
+    class Rooms(Service):
+        def stopService(self) -> None:
+            events.append("rooms")
+
+    class Port(Service):
+        def stopService(self) -> Deferred[None]:
+            events.append("port stopping")
+            return port_stopped
+
+    top = InOrderMultiService()
+    Rooms().setServiceParent(top)
+    Port().setServiceParent(top)
+    top.startService()
+    done = top.stopService()
+    assert events == ["port stopping"]
+    port_stopped.callback(None)
+    assert events == ["port stopping", "rooms"]
+    assert done.called

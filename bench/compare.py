@@ -1,0 +1,71 @@
+"""Print gameframe's ratios against the peers measured in the same peerbench runs."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def level(rows: list[dict[str, Any]], r: int, p: int, h: int) -> dict[str, Any] | None:
+    for row in rows:
+        if (row["rooms"], row["players"], row["hz"]) == (r, p, h) and "error" not in row:
+            return row
+    return None
+
+
+def efficiency(result: dict[str, Any], name: str, r: int, p: int, h: int) -> float | None:
+    row = level(result["relay"].get(name, []), r, p, h)
+    return row["deliveries_per_cpu_s"] if row else None
+
+
+def sustainable(result: dict[str, Any], name: str, players: int) -> float | None:
+    ok = [
+        row for row in result["relay"].get(name, [])
+        if row["players"] == players and row.get("pass")
+    ]
+    return max((row["deliveries_per_s"] for row in ok), default=None)
+
+
+def ratio(a: float | None, b: float | None) -> str:
+    return f"{a / b:.2f}x" if a and b else "-"
+
+
+def fmt(value: float | None) -> str:
+    return f"{value:,.0f}" if value else "-"
+
+
+def report(path: Path, title: str, ours: str, peers: list[str]) -> None:
+    if not path.exists():
+        return
+    result = json.loads(path.read_text())
+    print(f"\n## {title} ({result['date_utc']}, {path})")
+    for lv in ((50, 10, 10), (4, 50, 10)):
+        mine = efficiency(result, ours, *lv)
+        cells = [f"{ours} {fmt(mine)} del/CPU-s"]
+        for peer in peers:
+            theirs = efficiency(result, peer, *lv)
+            cells.append(f"{peer} {fmt(theirs)} ({ratio(mine, theirs)})")
+        print(f"- @{lv[0]}x{lv[1]}x{lv[2]}: " + ", ".join(cells))
+    for players in (10, 50):
+        mine = sustainable(result, ours, players)
+        cells = [f"{ours} {fmt(mine)}/s"]
+        for peer in peers:
+            theirs = sustainable(result, peer, players)
+            cells.append(f"{peer} {fmt(theirs)}/s ({ratio(mine, theirs)})")
+        print(f"- max sustainable P={players}: " + ", ".join(cells))
+    for name, idle in result.get("idle", {}).items():
+        print(f"- idle {name}: {idle.get('kb_per_conn')} KiB/conn at {idle.get('connected')} "
+              f"connections, idle CPU {idle.get('idle_server_cpu_pct')}%")
+
+
+def main() -> None:
+    results = Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).with_name("results"))
+    report(results / "relay" / "latest.json", "relay", "gameframe", ["asyncio-seed", "node-relay"])
+    report(results / "state" / "latest.json", "state sync", "gameframe-state", ["colyseus-state"])
+    report(results / "ws" / "latest.json", "WebSocket relay", "gameframe-ws", ["gameframe"])
+
+
+if __name__ == "__main__":
+    main()

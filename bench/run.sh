@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# gameframe beside its peers, in one peerbench run per scenario; prints the ratios.
+#
+#   bench/run.sh [relay|state|ws|all] [extra peerbench options, e.g. --levels 50x10x10,4x50x10]
+#
+# Servers are pinned to CPU 0 and the load generator to CPU 1 by peerbench; everything
+# targets 127.0.0.1 and every run stops by itself. Results: bench/results/<scenario>/.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(dirname "$here")
+peerbench=${PEERBENCH:-$(cd "$repo/../shared/peerbench" && pwd)}
+python=${GAMEFRAME_PYTHON:-$repo/.venv/bin/python}
+twistd=$(dirname "$python")/twistd
+scenario=${1:-all}
+shift || true
+
+serve() {  # the twistd command line peerbench starts, with {port} for it to fill in
+  echo "env PYTHONPATH=$repo $twistd -n --pidfile= gameframe --web none $*"
+}
+tcp="--port tcp:{port}:interface=127.0.0.1"
+
+run() {  # run NAME SERVERS... -- peerbench options
+  local name=$1; shift
+  mkdir -p "$here/results/$name"
+  "$peerbench/run.sh" --outdir "$here/results/$name" "$@"
+}
+
+case $scenario in relay|all)
+  run relay --servers gameframe,asyncio-seed,node-relay \
+    --add "gameframe|9190|$here/adapter-tcp.js|$(serve "$tcp" --room relay=bench.rooms:RelayRoom)" "$@"
+esac
+case $scenario in state|all)
+  run state --servers gameframe-state,colyseus-state --skip-idle \
+    --levels "${STATE_LEVELS:-25x10x10,50x10x10,100x10x10,150x10x10,2x50x10,4x50x10,10x50x10}" \
+    --max-fails 99 \
+    --add "gameframe-state|9191|$here/adapter-state.js|$(serve "$tcp" --room state=bench.rooms:StateRoom)" "$@"
+esac
+case $scenario in ws|all)
+  run ws --servers gameframe-ws,gameframe --skip-idle \
+    --levels "${WS_LEVELS:-50x10x10,4x50x10}" \
+    --add "gameframe|9190|$here/adapter-tcp.js|$(serve "$tcp" --room relay=bench.rooms:RelayRoom)" \
+    --add "gameframe-ws|9192|$here/adapter-ws.js|$(serve --port tcp:0:interface=127.0.0.1 --web 'tcp:{port}:interface=127.0.0.1' --room relay=bench.rooms:RelayRoom)" "$@"
+esac
+"$python" "$here/compare.py" "$here/results"
