@@ -31,12 +31,19 @@ class RoomsResource(Resource):
         return encode({"types": sorted(service.room_types), "rooms": service.listing()})
 
 
+class QuietSite(Site):
+    """A Site without an access log: lobby pages poll C{/rooms} every few seconds."""
+
+    def log(self, request: Request) -> None:
+        pass
+
+
 def make_site(service: RoomService, websocket: WebSocketGameFactory) -> Site:
     """The web site: C{/} static demo, C{/rooms}, C{/ws}."""
     root = File(str(STATIC))
     root.putChild(b"ws", GameWebSocketResource(websocket))
     root.putChild(b"rooms", RoomsResource(service))
-    site = Site(root)
+    site = QuietSite(root)
     site.displayTracebacks = False
     return site
 

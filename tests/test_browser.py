@@ -1,0 +1,324 @@
+"""
+The browser demo in a real browser: headless Chromium (Debian's package)
+driven by Playwright, against the real server, with a plain TCP player in
+the same rooms.
+
+Needs: ``apt-get install -y --no-install-recommends chromium`` and
+``pip install playwright`` (never ``playwright install``: the browser is
+Debian's, at /usr/bin/chromium).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from typing import TYPE_CHECKING, Any, Callable, Iterator
+
+import pytest
+
+from gameframe.mirror import StateMirror
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Page
+
+    from tests.conftest import RunningServer
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+]
+WAIT_MS = 10_000  # every browser wait
+WALK_MS = 15_000  # an avatar crossing the arena (200 units a second)
+TCP_WAIT = 10.0
+
+
+# -- the browser ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.fail(
+            f"{CHROMIUM} is missing: the browser tests need Debian's Chromium. "
+            "Install it with: apt-get update && "
+            "apt-get install -y --no-install-recommends chromium",
+            pytrace=False,
+        )
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.fail(
+            "Playwright for Python is missing: pip install playwright "
+            "(do not run `playwright install`; the tests use /usr/bin/chromium)",
+            pytrace=False,
+        )
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+class Pages:
+    """Opens pages in one fresh browser context; collects their script errors."""
+
+    def __init__(self, browser: Browser, base_url: str) -> None:
+        self._context = browser.new_context(viewport={"width": 1280, "height": 900})
+        self._context.set_default_timeout(WAIT_MS)
+        self._base_url = base_url
+        self.errors: list[str] = []
+
+    def open(self) -> Page:
+        page = self._context.new_page()
+        page.on("pageerror", lambda error: self.errors.append(f"{page.url}: {error}"))
+        page.on(
+            "console",
+            lambda message: message.type == "error"
+            and self.errors.append(f"{page.url}: console: {message.text}"),
+        )
+        page.goto(self._base_url + "/")
+        page.wait_for_function("() => window.gameframeClient && window.gameframeClient.connected")
+        return page
+
+    def close(self) -> None:
+        self._context.close()
+
+
+@pytest.fixture
+def pages(browser: Browser, gameframe_server: RunningServer) -> Iterator[Pages]:
+    opened = Pages(browser, gameframe_server.base_url)
+    try:
+        yield opened
+    finally:
+        opened.close()
+    assert opened.errors == [], "the pages reported errors"
+
+
+def client_value(page: Page, expression: str) -> Any:
+    """Evaluate C{expression} with C{client} bound to the page's gameframe Client."""
+    return page.evaluate(f"() => {{ const client = window.gameframeClient; return {expression}; }}")
+
+
+def wait_for_client(page: Page, condition: str, arg: Any = None, timeout: float = WAIT_MS) -> None:
+    """Wait until C{condition} (JS, with C{client} and C{arg}) holds in the page."""
+    page.wait_for_function(
+        f"(arg) => {{ const client = window.gameframeClient; return {condition}; }}",
+        arg=arg,
+        timeout=timeout,
+    )
+
+
+# -- a plain TCP player -----------------------------------------------------------
+
+
+class TcpPlayer:
+    """A player over TCP, JSON Lines, with a state mirror; every wait is bounded."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=TCP_WAIT)
+        self.mirror = StateMirror()
+        self.received: list[dict[str, Any]] = []
+        self._buffer = b""
+        self.player_id = self.wait_for(lambda m: m["action"] == "welcome")["player_id"]
+
+    def send(self, message: dict[str, Any]) -> None:
+        self.sock.sendall(json.dumps(message).encode() + b"\n")
+
+    def _read(self, deadline: float) -> dict[str, Any]:
+        while b"\n" not in self._buffer:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError
+            self.sock.settimeout(remaining)
+            try:
+                data = self.sock.recv(65536)
+            except socket.timeout:
+                raise TimeoutError from None
+            if not data:
+                raise ConnectionError("the server closed the connection")
+            self._buffer += data
+        line, self._buffer = self._buffer.split(b"\n", 1)
+        message: dict[str, Any] = json.loads(line)
+        self.received.append(message)
+        if self.mirror.handle(message) and self.mirror.stale:
+            self.send({"action": "sync"})
+        return message
+
+    def wait_for(
+        self, check: Callable[[dict[str, Any]], bool], timeout: float = TCP_WAIT
+    ) -> dict[str, Any]:
+        """Read messages until one passes C{check}; that message."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                message = self._read(deadline)
+            except TimeoutError:
+                raise AssertionError(
+                    f"no matching message in {timeout} s; the last ones: {self.received[-5:]}"
+                ) from None
+            if message["action"] == "error":
+                raise AssertionError(f"the server refused: {message}")
+            if check(message):
+                return message
+
+    def wait_for_state(
+        self, check: Callable[[Any], bool], timeout: float = TCP_WAIT
+    ) -> Any:
+        """Read messages until the mirrored state passes C{check}; the state."""
+        if self.mirror.state is not None and check(self.mirror.state):
+            return self.mirror.state
+        self.wait_for(
+            lambda m: m["action"] in ("state", "patch")
+            and self.mirror.state is not None
+            and check(self.mirror.state),
+            timeout,
+        )
+        return self.mirror.state
+
+    def join(self, room_id: str) -> dict[str, Any]:
+        self.send({"action": "join", "room_id": room_id, "id": "join"})
+        joined = self.wait_for(lambda m: m.get("id") == "join")
+        assert joined["action"] == "joined", joined
+        self.player_id = joined["player_id"]
+        return joined
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture
+def tcp_player(gameframe_server: RunningServer) -> Iterator[TcpPlayer]:
+    player = TcpPlayer(gameframe_server.port)
+    try:
+        yield player
+    finally:
+        player.close()
+
+
+def near(avatar: dict[str, Any], x: float, y: float) -> bool:
+    return abs(avatar["x"] - x) <= 0.01 and abs(avatar["y"] - y) <= 0.01
+
+
+# -- the tests ----------------------------------------------------------------------
+
+
+def test_arena_two_pages_and_a_tcp_player(pages: Pages, tcp_player: TcpPlayer) -> None:
+    # Page 1 starts an arena from the lobby.
+    first = pages.open()
+    first.click("#play-arena")
+    wait_for_client(first, "client.roomId !== null && client.state !== null")
+    room_id = first.get_attribute("#room-id", "data-room-id")
+    assert room_id == client_value(first, "client.roomId")
+    first_id = client_value(first, "client.playerId")
+    first.wait_for_selector(f'#arena-players li[data-player-id="{first_id}"][data-self="true"]')
+
+    # Page 2 finds it in the live room list and joins it.
+    second = pages.open()
+    second.click(f'#rooms button.join[data-room-id="{room_id}"]')
+    wait_for_client(second, "client.roomId === arg", room_id)
+    second_id = client_value(second, "client.playerId")
+    assert second_id != first_id
+    wait_for_client(first, "client.state.players[arg] !== undefined", second_id)
+
+    # The TCP player joins the same room by id and mirrors both browser players.
+    joined = tcp_player.join(room_id)
+    assert {first_id, second_id} <= set(joined["players"])
+    tcp_player.wait_for_state(lambda s: {first_id, second_id, tcp_player.player_id} <= set(s["players"]))
+
+    # Page 1 clicks the canvas: page 2's mirror shows page 1 arriving there.
+    canvas = first.locator("#arena canvas")
+    box = canvas.bounding_box()
+    assert box is not None
+    canvas.click(position={"x": 600 * box["width"] / 800, "y": 150 * box["height"] / 600})
+    sent = canvas.get_attribute("data-target")
+    assert sent is not None
+    x, y = (int(v) for v in sent.split(","))
+    assert abs(x - 600) <= 2 and abs(y - 150) <= 2, sent
+    wait_for_client(
+        second,
+        "(p => p && Math.abs(p.x - arg.x) < 0.01 && Math.abs(p.y - arg.y) < 0.01)"
+        "(client.state.players[arg.id])",
+        {"id": first_id, "x": x, "y": y},
+        timeout=WALK_MS,
+    )
+    # ...and so does the TCP player's.
+    tcp_player.wait_for_state(lambda s: near(s["players"][first_id], x, y), timeout=WALK_MS / 1000)
+
+    # The TCP player's own move reaches page 2, mirror and player list.
+    tcp_id = tcp_player.player_id
+    tcp_player.send({"action": "move", "x": 100, "y": 500})
+    wait_for_client(
+        second,
+        "(p => p && p.x === 100 && p.y === 500)(client.state.players[arg])",
+        tcp_id,
+        timeout=WALK_MS,
+    )
+    second.wait_for_selector(
+        f'#arena-players li[data-player-id="{tcp_id}"][data-x="100"][data-y="500"]'
+    )
+
+    # Its connection drops: the seat is held and the pages grey it out.
+    tcp_player.close()
+    second.wait_for_selector(f'#arena-players li[data-player-id="{tcp_id}"][data-connected="false"]')
+    assert client_value(first, f"client.state.players[{json.dumps(tcp_id)}].connected") is False
+
+
+def test_arena_page_takes_its_seat_back(pages: Pages) -> None:
+    page = pages.open()
+    page.click("#play-arena")
+    wait_for_client(page, "client.state !== null")
+    room_id = client_value(page, "client.roomId")
+    player_id = client_value(page, "client.playerId")
+    token = client_value(page, "client.token")
+    seats = client_value(page, "Object.keys(client.state.players).length")
+
+    # The socket drops: the client reconnects on its own with the token.
+    page.evaluate(
+        "() => { window.reconnected = false;"
+        " window.gameframeClient.once('reconnected', () => { window.reconnected = true; });"
+        " window.gameframeClient.socket.close(); }"
+    )
+    wait_for_client(page, "window.reconnected && client.connected")
+    assert client_value(page, "[client.roomId, client.playerId]") == [room_id, player_id]
+    assert client_value(page, "client.token") != token
+    wait_for_client(
+        page,
+        "Object.keys(client.state.players).length === arg.seats"
+        " && client.state.players[arg.id].connected",
+        {"seats": seats, "id": player_id},
+    )
+
+    # A reload keeps the room in the address bar and the token in sessionStorage.
+    assert page.url.endswith(f"#join={room_id}")
+    page.reload()
+    wait_for_client(page, "client.roomId === arg && client.state !== null", room_id)
+    assert client_value(page, "client.playerId") == player_id
+    page.wait_for_selector(f'#arena-players li[data-player-id="{player_id}"][data-connected="true"]')
+
+
+def test_chat_between_a_page_and_a_tcp_player(pages: Pages, tcp_player: TcpPlayer) -> None:
+    page = pages.open()
+    page.click("#play-chat")
+    wait_for_client(page, "client.room === 'chat'")
+    room_id = page.get_attribute("#room-id", "data-room-id")
+    page_id = client_value(page, "client.playerId")
+
+    tcp_player.join(room_id)
+    page.wait_for_selector(f'#chat-log li.system[data-player-id="{tcp_player.player_id}"]')
+
+    tcp_player.send({"action": "say", "text": "hello from TCP"})
+    said = page.locator(f'#chat-log li.said[data-player-id="{tcp_player.player_id}"]')
+    said.wait_for()
+    assert said.inner_text().endswith("hello from TCP")
+
+    page.fill("#chat-input", "hello from the browser")
+    page.press("#chat-input", "Enter")
+    heard = tcp_player.wait_for(lambda m: m["action"] == "said" and m["player_id"] == page_id)
+    assert heard["text"] == "hello from the browser"
+    page.locator('#chat-log li.said[data-player-id="%s"]' % page_id).wait_for()
