@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -54,3 +55,37 @@ class RoomClock:
         for call in calls:
             if call.active():
                 call.cancel()
+
+
+class Metronome:
+    """
+    One looping call at a fixed interval, shared by every room beating at
+    that interval (simulation ticks, patch clocks): a thousand rooms cost
+    one timer, not a thousand. Each beat passes how many intervals elapsed
+    since the last one (more than 1: beats were late).
+    """
+
+    log = Logger()
+
+    def __init__(self, clock: IReactorTime, interval: float) -> None:
+        self.interval = interval
+        self._members: dict[object, Callable[[int], None]] = {}
+        self._loop = LoopingCall.withCount(self._beat)
+        self._loop.clock = clock
+
+    def add(self, key: object, beat: Callable[[int], None]) -> None:
+        self._members[key] = beat
+        if not self._loop.running:
+            self._loop.start(self.interval, now=False)
+
+    def remove(self, key: object) -> None:
+        self._members.pop(key, None)
+        if not self._members and self._loop.running:
+            self._loop.stop()
+
+    def _beat(self, count: int) -> None:
+        for beat in list(self._members.values()):
+            try:
+                beat(count)
+            except Exception:
+                self.log.failure("{beat!r} failed", beat=beat)

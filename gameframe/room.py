@@ -12,7 +12,7 @@ from twisted.logger import Logger
 from gameframe._actions import ActionSpec, collect_actions
 from gameframe._async import call
 from gameframe._sync import StateSync
-from gameframe._timers import RoomClock
+from gameframe._timers import Metronome, RoomClock
 from gameframe.codec import (
     ROOM_FULL,
     ROOM_LOCKED,
@@ -89,7 +89,7 @@ class Room:
         self.tick_overruns = 0
         self._sync = StateSync(self._view_of)
         self._drop_timers: dict[str, IDelayedCall] = {}
-        self._tick_loop: LoopingCall | None = None
+        self._beats: dict[str, Metronome] = {}  # by name; left on dispose
         self._loops: list[LoopingCall] = []  # stopped on dispose
         self._last_tick = 0.0
 
@@ -198,16 +198,24 @@ class Room:
 
     def set_tick_rate(self, rate: float | None) -> None:
         """Change the simulation rate (ticks per second; L{None} stops it)."""
-        if self._tick_loop is not None and self._tick_loop.running:
-            self._tick_loop.stop()
-        self._tick_loop = None
+        self._stop_beat("tick")
         self.tick_rate = rate  # type: ignore[misc]
         if rate and self._ready and not self._disposed:
             self._last_tick = self.clock.seconds()
-            self._tick_loop = LoopingCall.withCount(self._tick)
-            self._tick_loop.clock = self.clock
-            self._tick_loop.start(1.0 / rate, now=False)
-            self._loops.append(self._tick_loop)
+            self._beat("tick", 1.0 / rate, self._tick)
+
+    def _beat(self, name: str, interval: float, beat: Callable[[int], None]) -> None:
+        """Call C{beat} every C{interval} on the service's shared metronome."""
+        assert self._service is not None
+        self._stop_beat(name)
+        metronome = self._service._metronome(interval)
+        metronome.add((self, name), beat)
+        self._beats[name] = metronome
+
+    def _stop_beat(self, name: str) -> None:
+        metronome = self._beats.pop(name, None)
+        if metronome is not None:
+            metronome.remove((self, name))
 
     def lock(self) -> None:
         """Take the room out of matchmaking (C{join} by id is refused too)."""
@@ -313,7 +321,7 @@ class Room:
         self._ready = True
         self.set_tick_rate(self.tick_rate)
         if self.patch_rate:
-            self.every(self.patch_rate, self.send_patches)
+            self._beat("patch", self.patch_rate, lambda count: self.send_patches())
 
     def _tick(self, count: int) -> None:
         now = self.clock.seconds()
@@ -422,6 +430,8 @@ class Room:
             player.send({"action": "left", "room_id": self.room_id, "reason": reason})
             self._remove(player)
         leaving = [self._hook(self.on_leave, player, reason) for player in players]
+        for name in list(self._beats):
+            self._stop_beat(name)
         for loop in self._loops:
             if loop.running:
                 loop.stop()

@@ -13,6 +13,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from gameframe._async import call, settled
+from gameframe._timers import Metronome
 from gameframe._version import __version__
 from gameframe.codec import (
     ALREADY_IN_ROOM,
@@ -69,6 +70,7 @@ class RoomService(Service):
             "sync": self._sync,
         }
         self._tokens: dict[str, Player] = {}
+        self._metronomes: dict[float, Metronome] = {}
         for name, room_class in room_types.items():
             self.define(name, room_class)
 
@@ -401,6 +403,13 @@ class RoomService(Service):
         if player.token is not None:
             self._tokens.pop(player.token, None)
             player.token = None
+
+    def _metronome(self, interval: float) -> Metronome:
+        """The one timer every room beating at C{interval} shares."""
+        metronome = self._metronomes.get(interval)
+        if metronome is None:
+            metronome = self._metronomes[interval] = Metronome(self._clock, interval)
+        return metronome
 
     def _forget(self, room: Room) -> None:
         if self.rooms.get(room.room_id) is room:

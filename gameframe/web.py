@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from importlib.resources import files
 from twisted.application.service import Service
+from twisted.web import http
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 from twisted.web.static import File
@@ -34,7 +35,7 @@ class RoomsResource(Resource):
 class QuietSite(Site):
     """A Site without an access log: lobby pages poll C{/rooms} every few seconds."""
 
-    def log(self, request: Request) -> None:
+    def log(self, request: http.Request) -> None:
         pass
 
 

@@ -335,3 +335,20 @@ class NoStateTests(SynchronousTestCase):
         alice = kit.connect()
         alice.join_or_create("plain")
         self.assertEqual(alice.request("sync")["code"], "no_state")
+
+
+class SharedClockTests(SynchronousTestCase):
+    def test_rooms_share_one_timer_per_rate(self) -> None:
+        """A thousand rooms ticking at 20 Hz cost one timer, not a thousand."""
+        kit = Harness({"t": Ticker})
+        clients = [kit.connect() for _ in range(3)]
+        for client in clients:
+            client.create("t")
+        rooms = [kit.room_of(c) for c in clients]
+        # Ticks (20/s) and patches (every 50 ms) beat together on one timer.
+        self.assertEqual(len(kit.clock.getDelayedCalls()), 1)
+        kit.advance_ticks(4, rooms[0])
+        self.assertEqual([r.ticks for r in rooms], [4, 4, 4])
+        clients[0].leave()
+        kit.advance_ticks(2, rooms[1])
+        self.assertEqual([r.ticks for r in rooms], [4, 6, 6])
