@@ -168,12 +168,22 @@ class ActionSpec:
         return kwargs
 
 
+# Actions the RoomService handles itself: a room action by these names would never run.
+LOBBY_ACTIONS = frozenset(
+    {"join_or_create", "create", "join", "leave", "list", "reconnect", "sync"}
+)
+
+
 def collect_actions(cls: type) -> dict[str, ActionSpec]:
     """Every @action of a class and its bases, by action name."""
     specs: dict[str, ActionSpec] = {}
     for klass in reversed(cls.__mro__):
         for attr, value in vars(klass).items():
             name = getattr(value, _ACTION_NAME, None)
+            if name in LOBBY_ACTIONS:
+                raise TypeError(
+                    f"{cls.__name__}.{attr}: {name!r} is a lobby action; pick another name"
+                )
             if name is not None:
                 specs[name] = ActionSpec.from_function(name, value)
     return specs

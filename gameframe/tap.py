@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from typing import Any
 
 from twisted.application import strports
@@ -32,6 +34,8 @@ def load_room(spec: str) -> tuple[str, type[Room]]:
     module_name, colon, class_name = target.partition(":")
     if not (sep and colon and name and module_name and class_name):
         raise usage.UsageError(f"--room wants NAME=module:Class, not {spec!r}")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # as `python -m` does: the author's own modules
     try:
         module = importlib.import_module(module_name)
     except ImportError as e:

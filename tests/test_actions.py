@@ -316,3 +316,20 @@ def test_a_handler_without_a_player_parameter_fails_at_class_definition() -> Non
             @action
             def go(self) -> None:
                 pass
+
+
+def test_room_actions_cannot_take_lobby_names() -> None:
+    import pytest
+
+    from gameframe import Room
+    from gameframe._actions import LOBBY_ACTIONS
+    from gameframe.service import RoomService
+    from twisted.internet.task import Clock
+
+    assert LOBBY_ACTIONS == set(RoomService(Clock())._lobby)
+    with pytest.raises(TypeError, match="lobby action"):
+
+        class Sneaky(Room):
+            @action("list")
+            def listing(self, player: Any) -> None:
+                pass

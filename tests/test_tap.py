@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IService, IServiceMaker, MultiService
@@ -206,3 +208,15 @@ def test_services_stop_one_after_another_last_added_first() -> None:
     port_stopped.callback(None)
     assert events == ["port stopping", "rooms"]
     assert done.called
+
+
+def test_room_modules_are_found_in_the_current_directory(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "mygame_for_tap_test.py").write_text(
+        "from gameframe import Room\n\nclass Counter(Room):\n    pass\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("sys.path", [p for p in __import__("sys").path if p not in ("", str(tmp_path))])
+    options = parse("--room", "counter=mygame_for_tap_test:Counter")
+    assert options["rooms"]["counter"].__name__ == "Counter"
