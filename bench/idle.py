@@ -88,11 +88,13 @@ def measure(name: str, command: list[str], join: str, clients: int, settle: floa
             selector.register(s, selectors.EVENT_READ)
             sockets.append(s)
         # Drain the welcome/joined replies so nothing waits in the server's buffers.
+        joined: set[int] = set()
         deadline = time.monotonic() + settle
         while time.monotonic() < deadline:
             for key, _ in selector.select(timeout=0.2):
                 try:
-                    key.fileobj.recv(65536)  # type: ignore[union-attr]
+                    if b'"joined"' in key.fileobj.recv(65536):  # type: ignore[union-attr]
+                        joined.add(key.fd)
                 except BlockingIOError:
                     pass
         ticks0, rss_after = proc_stat(proc.pid)
@@ -105,6 +107,7 @@ def measure(name: str, command: list[str], join: str, clients: int, settle: floa
             "server": name,
             "clients": clients,
             "alive": proc.poll() is None,
+            "joined_replies": len(joined),
             "rss_before_mb": round(rss_before / 1024, 1),
             "rss_after_mb": round(rss_after / 1024, 1),
             "kib_per_conn": round((rss_after - rss_before) / clients, 2),

@@ -36,7 +36,7 @@ case $scenario in state|all)
     --add "gameframe-state|9191|$here/adapter-state.js|$(serve "$tcp" --room state=bench.rooms:StateRoom)" "$@"
 esac
 case $scenario in ws|all)
-  run ws --servers gameframe-ws,gameframe --skip-idle \
+  run ws --servers gameframe-ws,gameframe --skip-idle --max-fails 9 \
     --levels "${WS_LEVELS:-50x10x10,4x50x10}" \
     --add "gameframe|9190|$here/adapter-tcp.js|$(serve "$tcp" --room relay=bench.rooms:RelayRoom)" \
     --add "gameframe-ws|9192|$here/adapter-ws.js|$(serve --port tcp:0:interface=127.0.0.1 --web 'tcp:{port}:interface=127.0.0.1' --room relay=bench.rooms:RelayRoom)" "$@"

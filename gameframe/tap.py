@@ -35,7 +35,7 @@ def load_room(spec: str) -> tuple[str, type[Room]]:
     if not (sep and colon and name and module_name and class_name):
         raise usage.UsageError(f"--room wants NAME=module:Class, not {spec!r}")
     if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())  # as `python -m` does: the author's own modules
+        sys.path.append(os.getcwd())  # the author's own modules, after installed ones
     try:
         module = importlib.import_module(module_name)
     except ImportError as e:

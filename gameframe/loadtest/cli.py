@@ -221,7 +221,9 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def parse(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, Plan, type[SimulatedPlayer]]:
+def parse(
+    argv: Sequence[str] | None = None,
+) -> tuple[argparse.Namespace, Plan, type[SimulatedPlayer]]:
     """
     The options, the run's plan and the player class.
 
@@ -242,6 +244,8 @@ def parse(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, Plan, 
         p.error(f"--rooms {options.rooms} is more than --players {options.players}")
     if options.processes > options.players:
         p.error(f"--processes {options.processes} is more than --players {options.players}")
+    if options.json and not os.path.isdir(os.path.dirname(os.path.abspath(options.json))):
+        p.error(f"--json {options.json}: no such directory")
     ramp = options.ramp if options.ramp is not None else min(options.duration / 10, 10.0)
     if ramp >= options.duration:
         p.error(f"--ramp {ramp:g} must be shorter than --duration {options.duration:g}")
@@ -290,21 +294,37 @@ def describe(plan: Plan, player_class: type[SimulatedPlayer]) -> dict[str, Any]:
 
 
 @implementer(ILogObserver)
-def _log_to_stderr(event: dict[str, Any]) -> None:
-    """Warnings and errors to stderr (looked up each time: the display swaps it)."""
-    if event.get("log_level", LogLevel.info) < LogLevel.warn:
-        return
-    failure = event.get("log_failure")
-    if (
-        failure is not None
-        and failure.check(ClientError)
-        and "Unhandled error in Deferred" in str(event.get("log_format", ""))
-    ):
-        return  # a request's error the player did not look at: it is counted already
-    text = formatEventAsClassicLogText(event)
-    if text:
-        sys.stderr.write(text)
-        sys.stderr.flush()
+class _StderrLog:
+    """
+    Warnings and errors to stderr (looked up at each write: the live
+    display swaps it), less the "Unhandled error in Deferred" of a request
+    whose error reply the player did not look at: it is counted already.
+    Twisted logs those as two events in a row, held here to see both.
+    """
+
+    def __init__(self) -> None:
+        self._held: dict[str, Any] | None = None
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        held, self._held = self._held, None
+        if held is not None:
+            failure = event.get("log_failure")
+            if failure is not None and failure.check(ClientError):
+                return
+            self._write(held)
+        if event.get("log_level", LogLevel.info) < LogLevel.warn:
+            return
+        if str(event.get("log_format", "")).startswith("Unhandled error in Deferred"):
+            self._held = event
+            return
+        self._write(event)
+
+    @staticmethod
+    def _write(event: dict[str, Any]) -> None:
+        text = formatEventAsClassicLogText(event)
+        if text:
+            sys.stderr.write(text)
+            sys.stderr.flush()
 
 
 def _raise_file_limit(connections: int) -> None:
@@ -357,12 +377,14 @@ def _run_worker(reactor: Any) -> int:
 def main(argv: Sequence[str] | None = None) -> None:
     """The C{gameframe-loadtest} command (also C{python -m gameframe.loadtest})."""
     arguments = list(sys.argv[1:] if argv is None else argv)
-    globalLogBeginner.beginLoggingTo([_log_to_stderr], redirectStandardIO=False)
+    worker = arguments == ["--worker"]
+    if not worker:
+        options, plan, player_class = parse(arguments)
+    globalLogBeginner.beginLoggingTo([_StderrLog()], redirectStandardIO=False)
     from twisted.internet import reactor
 
-    if arguments == ["--worker"]:
+    if worker:
         sys.exit(_run_worker(reactor))
-    options, plan, player_class = parse(arguments)
     sys.exit(_run(reactor, options, plan, player_class))
 
 

@@ -28,7 +28,9 @@ def make_runner(
     reactor: Any, plan: Plan, process: int, player_class: type[SimulatedPlayer], **kwargs: Any
 ) -> Runner:
     """A Runner for one process's share of C{plan}, connecting to its URL."""
-    connect = connector(reactor, Target.parse(plan.url), plan.connect_timeout)
+    connect = connector(
+        reactor, Target.parse(plan.url), plan.connect_timeout, mirror=player_class.mirror_state
+    )
     return Runner(
         reactor, plan, connect=connect, player_class=player_class, process=process, **kwargs
     )

@@ -120,7 +120,7 @@ class Dashboard:
             ProgressBar(total=duration, completed=elapsed, width=40),
             Text(
                 f"{elapsed:.1f} / {duration:.1f} s   (ramp {run.get('ramp', 0):g} s)"
-                + ("   done: rates are averages over the run" if final else ""),
+                + ("   done, rates averaged" if final else ""),
                 style="dim",
             ),
         )

@@ -27,8 +27,8 @@ class SimulatedPlayer:
     The load tester connects the player, seats it in its room (the room's
     first player creates it, the others join it by id), calls L{on_join},
     then L{act} every C{interval} seconds (starting at a random offset, so
-    players do not all act at once) until the run ends. Every message the
-    server sends arrives in L{on_message}.
+    players do not all act at once) until the run ends. From then on every
+    message the server sends arrives in L{on_message}.
 
     Use L{send} for fire-and-forget messages and L{request} for
     request/response: the tester measures each request's round-trip time.
@@ -38,6 +38,10 @@ class SimulatedPlayer:
 
     @cvar interval: seconds between L{act} calls (C{--interval} overrides
         it); L{None} or 0: never call L{act}.
+    @cvar mirror_state: keep L{state}, the room's synchronized state, by
+        applying every patch. Set it to C{False} if your player never reads
+        L{state}: in a state-synced room applying patches is most of what
+        a simulated player costs, so one process drives more players.
     @ivar index: this player's number in the run, 0 to players-1.
     @ivar room_index: the number of its room, 0 to rooms-1.
     @ivar room_type: the room type (C{--room}).
@@ -51,6 +55,7 @@ class SimulatedPlayer:
     """
 
     interval: float | None = 1.0
+    mirror_state: bool = True
     log = Logger()
 
     index: int
@@ -71,7 +76,10 @@ class SimulatedPlayer:
         """Seated in the room: C{joined} is the server's reply (room_id, players...)."""
 
     def on_message(self, message: Message) -> None:
-        """Any message from the server (patches, broadcasts, replies, errors)."""
+        """
+        Every message from the server once seated (the C{joined} reply goes
+        to L{on_join}): state and patches, broadcasts, replies, errors.
+        """
 
     def act(self) -> object:
         """
@@ -88,15 +96,19 @@ class SimulatedPlayer:
 
     @property
     def state(self) -> Any:
-        """The room's synchronized state as this player sees it (L{None} if the room has none)."""
+        """
+        The room's synchronized state as this player sees it (L{None} if
+        the room has none, or C{mirror_state} is false).
+        """
         return self._session.state
 
     @property
     def connected(self) -> bool:
+        """Whether the connection is open (L{send} and L{request} work)."""
         return self._session.connected
 
     def send(self, action: str, **fields: Any) -> None:
-        """Send C{{"action": action, **fields}}, expecting no reply (nothing happens when closed)."""
+        """Send C{{"action": action, **fields}}, expecting no reply (a no-op once closed)."""
         self._session.send(action, fields)
 
     def request(self, action: str, **fields: Any) -> Deferred[Message]:
@@ -114,10 +126,11 @@ class ArenaWalker(SimulatedPlayer):
     """
     The built-in player for the arena demo: ten times a second it asks to
     walk to a random point (C{move} as a request, so its round trip is
-    measured).
+    measured). It does not keep the room's state.
     """
 
     interval = 0.1
+    mirror_state = False
 
     def act(self) -> Deferred[Message]:
         return self.request(
@@ -128,10 +141,12 @@ class ArenaWalker(SimulatedPlayer):
 class ActionPlayer(SimulatedPlayer):
     """
     The built-in player for any room: every C{interval} seconds (1 s) it
-    sends C{--action} with C{--fields} as a request.
+    sends C{--action} with C{--fields} as a request. It does not keep the
+    room's state.
     """
 
     interval = 1.0
+    mirror_state = False
 
     def act(self) -> Deferred[Message] | None:
         if self.action is None:

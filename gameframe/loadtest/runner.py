@@ -11,11 +11,11 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from gameframe.loadtest.player import SimulatedPlayer
-from gameframe.loadtest.session import PLAYER_ERROR, PlayerSession, RoomDirectory, _FailureLog
+from gameframe.loadtest.session import PLAYER_ERROR, FailureLog, PlayerSession, RoomDirectory
 from gameframe.loadtest.stats import Stats
 from gameframe.loadtest.transport import Connect
 
-__all__ = ["Plan", "Runner"]
+__all__ = ["Plan", "Runner", "make_player"]
 
 #: Seconds the players get to leave and close at the end before being cut off.
 STOP_GRACE = 5.0
@@ -73,6 +73,23 @@ class Plan:
         return cls(**data)
 
 
+def make_player(
+    player_class: type[SimulatedPlayer], plan: Plan, index: int, reactor: IReactorTime
+) -> SimulatedPlayer:
+    """Player C{index} of the plan, told who it is (its session comes later)."""
+    player = player_class()
+    player.index = index
+    player.room_index = plan.room_of(index)
+    player.room_type = plan.room
+    player.random = random.Random(f"{plan.seed}:{index}")
+    player.clock = reactor
+    player.action = plan.action
+    player.fields = dict(plan.fields)
+    if plan.interval is not None:
+        player.interval = plan.interval
+    return player
+
+
 class Runner:
     """
     Runs one process's players: starts each at its point of the ramp,
@@ -108,7 +125,7 @@ class Runner:
         self.directory = directory or RoomDirectory()
         self._grace = grace
         self.stats = Stats(players=len(plan.indices(process)))
-        self._failures = _FailureLog()
+        self._failures = FailureLog()
         self._sessions: list[PlayerSession] = []
         self._launches: list[IDelayedCall] = []
         self._deadline: IDelayedCall | None = None
@@ -146,22 +163,13 @@ class Runner:
         self._unlaunched -= 1
         self._active += 1
         try:
-            player = self._player_class()
+            player = make_player(self._player_class, plan, index, self._reactor)
         except Exception:
             self.stats.failed += 1
             self.stats.error(PLAYER_ERROR)
             self.log.failure("could not make player {index}", index=index)
             self._session_ended(None)
             return
-        player.index = index
-        player.room_index = plan.room_of(index)
-        player.room_type = plan.room
-        player.random = random.Random(f"{plan.seed}:{index}")
-        player.clock = self._reactor
-        player.action = plan.action
-        player.fields = dict(plan.fields)
-        if plan.interval is not None:
-            player.interval = plan.interval
         session = PlayerSession(
             self._reactor,
             player,

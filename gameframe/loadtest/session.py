@@ -39,7 +39,9 @@ class RoomDirectory:
     which tells the other processes (L{learn}).
     """
 
-    def __init__(self, announce: Callable[[int, str | None, str | None], None] | None = None) -> None:
+    def __init__(
+        self, announce: Callable[[int, str | None, str | None], None] | None = None
+    ) -> None:
         self._announce = announce
         self._known: dict[int, tuple[str | None, str | None]] = {}
         self._waiting: dict[int, list[Deferred[str]]] = {}
@@ -86,7 +88,7 @@ class RoomDirectory:
             )
 
 
-class _FailureLog:
+class FailureLog:
     """Logs the first few failures of player code in full, then only counts them."""
 
     def __init__(self, limit: int = MAX_LOGGED_FAILURES) -> None:
@@ -128,7 +130,7 @@ class PlayerSession:
         creator: bool,
         connect_timeout: float,
         request_timeout: float,
-        failures: _FailureLog | None = None,
+        failures: FailureLog | None = None,
         ended: Callable[[PlayerSession], object] | None = None,
     ) -> None:
         self._reactor = reactor
@@ -141,7 +143,7 @@ class PlayerSession:
         self._creator = creator
         self._connect_timeout = connect_timeout
         self._request_timeout = request_timeout
-        self._failures = failures or _FailureLog()
+        self._failures = failures or FailureLog()
         self._ended = ended
         self._over = False
         self._protocol: GameClientProtocol | None = None
@@ -245,7 +247,6 @@ class PlayerSession:
 
     def _join(self) -> None:
         player = self.player
-        started = self._reactor.seconds()
         joining: Deferred[Message]
         if self._creator:
             joining = self._seat("create", room=self._room_type, options=self._room_options)
@@ -257,7 +258,6 @@ class PlayerSession:
 
         def joined(message: Message) -> None:
             self._pending = None
-            self._stats.join_latency.record_seconds(self._reactor.seconds() - started)
             self._joined(message)
 
         def failed(failure: Failure) -> None:
@@ -279,10 +279,18 @@ class PlayerSession:
         joining.addCallbacks(joined, failed)
 
     def _seat(self, action: str, **fields: Any) -> Deferred[Message]:
+        """C{create} or C{join} as a request; its round trip is the join latency."""
         assert self._protocol is not None
         self._stats.messages_out += 1
+        sent = self._reactor.seconds()
         seated = self._protocol.request(action, **fields)
-        return seated.addTimeout(self._request_timeout, self._reactor)
+        seated.addTimeout(self._request_timeout, self._reactor)
+
+        def answered(message: Message) -> Message:
+            self._stats.join_latency.record_seconds(self._reactor.seconds() - sent)
+            return message
+
+        return seated.addCallback(answered)
 
     def _give_up_room(self) -> None:
         """This player will never create its room: the others stop waiting."""
@@ -325,9 +333,14 @@ class PlayerSession:
 
     def _received(self, message: Message) -> None:
         self._stats.messages_in += 1
-        if message["action"] == "error":
+        action = message["action"]
+        if action == "error":
             self._stats.error(str(message.get("code")))
-        self._call("on_message", self.player.on_message, message)
+        if self._in_room:  # the joined reply itself goes to on_join
+            if action == "left":  # the room let this player go (or it left)
+                self._in_room = False
+                self._stats.in_room_now -= 1
+            self._call("on_message", self.player.on_message, message)
 
     def _call(self, what: str, hook: Callable[..., Any], *args: Any) -> Any:
         try:

@@ -172,8 +172,9 @@ class Stats:
         C{replies}, C{request_errors} (an C{error} reply), C{timeouts},
         C{unanswered} (the connection closed first), or is still pending.
     @ivar errors: by code: C{error} messages from the server, and the
-        tester's own codes (C{connect_failed}, C{request_timeout},
-        C{player_error}, C{room_not_created}).
+        tester's own codes (C{connect_failed}, C{connect_timeout},
+        C{join_timeout}, C{request_timeout}, C{room_not_created},
+        C{player_error}).
     @ivar elapsed: seconds since this process's run started.
     """
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 from urllib.parse import urlsplit
 
 import attrs
@@ -13,6 +13,7 @@ from twisted.internet.protocol import Factory
 from twisted.python.failure import Failure
 from twisted.web.websocket import WebSocketClientEndpoint, WebSocketTransport
 
+from gameframe.mirror import StateMirror
 from gameframe.txclient import GameClientProtocol
 
 __all__ = ["Connect", "Target", "connector", "is_loopback"]
@@ -62,7 +63,7 @@ class Target:
 
 
 def is_loopback(host: str) -> bool:
-    """Whether C{host} is this machine: C{localhost} or a loopback address (names are not resolved)."""
+    """Whether C{host} is this machine: C{localhost} or a loopback address (no DNS lookup)."""
     if host.lower() in ("localhost", "localhost."):
         return True
     try:
@@ -71,20 +72,42 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def connector(reactor: Any, target: Target, timeout: float) -> Connect:
-    """A function that opens one connection to C{target} (the TCP connect bounded by C{timeout})."""
+class _Unmirrored(StateMirror):
+    """A state mirror that takes state and patch messages without applying them."""
+
+    def handle(self, message: Mapping[str, Any]) -> bool:
+        return message.get("action") in ("state", "patch")
+
+
+def _client(mirror: bool) -> GameClientProtocol:
+    client = GameClientProtocol()
+    if not mirror:
+        # Applying every patch is most of a client's work in a state-synced
+        # room; a player that never reads its state is spared it.
+        client._session.state = _Unmirrored()
+    return client
+
+
+def connector(reactor: Any, target: Target, timeout: float, mirror: bool = True) -> Connect:
+    """
+    A function that opens one connection to C{target} (the TCP connect
+    bounded by C{timeout}); with C{mirror} false the connections do not
+    keep the room's state.
+    """
     if target.scheme == "tcp":
 
         def over_tcp() -> Deferred[GameClientProtocol]:
-            client = GameClientProtocol()
+            client = _client(mirror)
             endpoint = HostnameEndpoint(reactor, target.host, target.port, timeout=timeout)
             return _welcomed(client, endpoint.connect(_Given(client)))
 
         return over_tcp
-    websocket = WebSocketClientEndpoint.new(reactor, target.url, connectTimeout=max(1, round(timeout)))
+    websocket = WebSocketClientEndpoint.new(
+        reactor, target.url, connectTimeout=max(1, round(timeout))
+    )
 
     def over_websocket() -> Deferred[GameClientProtocol]:
-        client = GameClientProtocol()
+        client = _client(mirror)
         handshake = Deferred.fromCoroutine(websocket.connect(_Given(client, _WebSocketBridge)))
         return _welcomed(client, handshake)
 
@@ -125,7 +148,9 @@ class _Given(Factory):
     connection is C{client}, bare or wrapped by C{wrap}.
     """
 
-    def __init__(self, client: GameClientProtocol, wrap: Callable[[GameClientProtocol], Any] | None = None) -> None:
+    def __init__(
+        self, client: GameClientProtocol, wrap: Callable[[GameClientProtocol], Any] | None = None
+    ) -> None:
         self._client = client
         self._wrap = wrap
 

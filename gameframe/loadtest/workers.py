@@ -198,7 +198,9 @@ class Worker(LineOnlyReceiver):
         if "plan" in message:
             self._start(Plan.from_json(message["plan"]), int(message["process"]))
         elif "room" in message and self._runner is not None:
-            self._runner.directory.learn(message["room"], message.get("room_id"), message.get("code"))
+            self._runner.directory.learn(
+                message["room"], message.get("room_id"), message.get("code")
+            )
         elif message.get("stop") and self._runner is not None:
             self._runner.stop()
 
