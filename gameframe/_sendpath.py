@@ -90,7 +90,7 @@ class TransportWriter:
         max_pending: int,
         overflow: Callable[[], None],
     ) -> None:
-        self._consumer = consumer
+        self._consumer: IConsumer | None = consumer
         self._write = write
         self._max_pending = max_pending
         self._overflow = overflow
@@ -107,8 +107,10 @@ class TransportWriter:
         self._write(data)
 
     def detach(self) -> None:
-        """Stop being the transport's producer (before closing it)."""
-        self._consumer.unregisterProducer()
+        """Stop being the transport's producer (before closing it); once."""
+        if self._consumer is not None:
+            self._consumer.unregisterProducer()
+            self._consumer = None
 
     def pauseProducing(self) -> None:
         self._paused = True
@@ -135,14 +137,21 @@ class SocketWriter:
     """
 
     def __init__(
-        self, transport: tcp.Connection, max_pending: int, overflow: Callable[[], None]
+        self,
+        transport: tcp.Connection,
+        max_pending: int,
+        overflow: Callable[[], None],
+        drained: bool = True,
     ) -> None:
         self._transport = transport
         self._socket = transport.getHandle()
         self._max_pending = max_pending
         self._overflow = overflow
         self._queued = 0
-        transport.registerProducer(self, False)
+        self._attached = True
+        transport.registerProducer(self, False)  # calls resumeProducing at once
+        if not drained:
+            self._queued = 1  # the transport may hold bytes: queue behind them
 
     @staticmethod
     def usable(transport: Any) -> bool:
@@ -165,7 +174,10 @@ class SocketWriter:
         self._transport.write(data)
 
     def detach(self) -> None:
-        self._transport.unregisterProducer()
+        """Stop being the transport's producer (before closing it); once."""
+        if self._attached:
+            self._attached = False
+            self._transport.unregisterProducer()
 
     def resumeProducing(self) -> None:
         """The transport sent everything it held."""
@@ -173,3 +185,20 @@ class SocketWriter:
 
     def stopProducing(self) -> None:
         pass
+
+
+def writer_for(
+    transport: Any,
+    max_pending: int,
+    overflow: Callable[[], None],
+    direct: bool = True,
+    drained: bool = True,
+) -> SocketWriter | TransportWriter:
+    """
+    The writer for a connection: direct socket sends on plain TCP (unless
+    C{direct} is false), the transport's own buffering otherwise (TLS, tests).
+    C{drained} false: the transport may still hold bytes written before.
+    """
+    if direct and SocketWriter.usable(transport):
+        return SocketWriter(transport, max_pending, overflow, drained)
+    return TransportWriter(transport, transport.write, max_pending, overflow)

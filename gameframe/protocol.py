@@ -7,7 +7,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
 
 from gameframe._link import DEFAULT_MAX_FRAME, DEFAULT_MAX_PENDING, BufferedLink
-from gameframe._sendpath import FlushScheduler, SocketWriter, TransportWriter
+from gameframe._sendpath import FlushScheduler, writer_for
 from gameframe.service import RoomService
 
 __all__ = ["DEFAULT_MAX_FRAME", "DEFAULT_MAX_PENDING", "GameFactory", "GameProtocol"]
@@ -36,14 +36,7 @@ class GameProtocol(BufferedLink, Protocol):
         set_no_delay = getattr(transport, "setTcpNoDelay", None)
         if set_no_delay is not None:
             set_no_delay(True)
-        writer: SocketWriter | TransportWriter
-        if self._direct and SocketWriter.usable(transport):
-            writer = SocketWriter(transport, self._max_pending, self._overflow)  # type: ignore[arg-type]
-        else:
-            writer = TransportWriter(
-                transport, transport.write, self._max_pending, self._overflow  # type: ignore[arg-type]
-            )
-        self._opened(writer)
+        self._opened(writer_for(transport, self._max_pending, self._overflow, self._direct))
 
     def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:
         self._closed()

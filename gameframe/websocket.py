@@ -13,7 +13,7 @@ from twisted.web.server import Request
 from twisted.web.websocket import WebSocketResource, WebSocketTransport
 
 from gameframe._link import DEFAULT_MAX_FRAME, DEFAULT_MAX_PENDING, BufferedLink
-from gameframe._sendpath import FlushScheduler, TransportWriter
+from gameframe._sendpath import FlushScheduler, writer_for
 from gameframe.codec import BAD_MESSAGE, error_message
 from gameframe.service import RoomService
 
@@ -65,19 +65,29 @@ class WebSocketLink(BufferedLink):
     def negotiationStarted(self, transport: WebSocketTransport) -> None:
         self._ws = transport
         self._tcp = transport.transport  # type: ignore[attr-defined]
+        # Every byte Twisted's WebSocket code writes from now on (pongs,
+        # close frames) takes our write path too, in order with our frames:
+        # so our frames may go straight to the socket without ever landing
+        # inside one of its frames.
+        transport.transport = _OwnedWrites(self._tcp, self)  # type: ignore[attr-defined]
         self._cap_incoming()
 
     def negotiationFinished(self) -> None:
         # The HTTP channel registered itself as the connection's producer;
         # after the upgrade the WebSocket session's writer takes its place.
-        # (Frames go through the transport, never straight to the socket:
-        # Twisted writes pongs and close frames there too, and a frame must
-        # never be split by another.)
-        self._ws.detachProducer()
-        tcp = self._tcp
-        writer = TransportWriter(tcp, tcp.write, self._max_pending, self._overflow)  # type: ignore[arg-type]
+        # The 101 response may still sit in the transport: queue behind it.
+        self._tcp.unregisterProducer()  # type: ignore[attr-defined]
+        writer = writer_for(self._tcp, self._max_pending, self._overflow, drained=False)
         self._factory.links.add(self)
         self._opened(writer)
+
+    def _write_raw(self, data: bytes) -> None:
+        """Bytes Twisted's WebSocket code writes: after ours, on our write path."""
+        if self._writer is None:
+            self._tcp.write(data)
+        else:
+            self._out.flush()
+            self._writer.write(data)
 
     def textMessageReceived(self, message: str) -> None:
         self._unread = 0
@@ -147,9 +157,7 @@ class WebSocketLink(BufferedLink):
         if abort:
             self._tcp.abortConnection()  # type: ignore[attr-defined]
         else:
-            if self._writer is not None:
-                self._writer.detach()
-            self._ws.loseConnection(1000)
+            self._ws.loseConnection(1000)  # a close frame, then _OwnedWrites closes
 
 
 class WebSocketGameFactory:
@@ -220,3 +228,30 @@ class GameWebSocketResource(Resource):
             request.setHeader(b"content-type", b"text/plain")
             return b"origin not allowed\n"
         return self._upgrade.render_GET(request)
+
+
+class _OwnedWrites:
+    """
+    The TCP transport as Twisted's WebSocket code sees it after the upgrade:
+    writes go through the link's write path; closing first lets go of the
+    writer (a registered pull producer would keep the connection open).
+    """
+
+    def __init__(self, transport: ITransport, link: WebSocketLink) -> None:
+        self._transport = transport
+        self._link = link
+
+    def write(self, data: bytes) -> None:
+        self._link._write_raw(data)
+
+    def writeSequence(self, data: Iterable[bytes]) -> None:
+        self._link._write_raw(b"".join(data))
+
+    def loseConnection(self) -> None:
+        writer = self._link._writer
+        if writer is not None:
+            writer.detach()
+        self._transport.loseConnection()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)

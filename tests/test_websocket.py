@@ -228,3 +228,19 @@ def test_text_frames_are_rfc6455_server_frames() -> None:
     assert text_frame(b"hi") == b"\x81\x02hi"
     assert text_frame(b"x" * 200)[:4] == b"\x81\x7e\x00\xc8"
     assert text_frame(b"x" * 70000)[:2] == b"\x81\x7f"
+
+
+def test_pongs_and_messages_share_one_ordered_stream(server: Server) -> None:
+    """Twisted answers pings on the same write path as our frames: both arrive intact."""
+    conn = ws(server)
+    try:
+        conn.send(json.dumps({"action": "create", "room": "chat"}))
+        recv(conn, "joined")
+        for n in range(20):
+            conn.send(json.dumps({"action": "say", "text": f"line {n}"}))
+            pong = conn.ping()
+            # (The client stops reading while 16 messages wait unread: read each.)
+            assert recv(conn, "said")["text"] == f"line {n}"
+            assert pong.wait(timeout=5), "no pong"
+    finally:
+        conn.close()
