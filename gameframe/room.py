@@ -149,9 +149,11 @@ class Room:
     ) -> None:
         """Send one message to every player: encoded once, the same bytes to all."""
         data = encode(message)
-        if isinstance(exclude, Player):
-            exclude = (exclude,)
-        skip = {p.id for p in exclude}
+        if not exclude:
+            for player in self.players.values():
+                player.send_encoded(data)
+            return
+        skip = {exclude.id} if isinstance(exclude, Player) else {p.id for p in exclude}
         for player in self.players.values():
             if player.id not in skip:
                 player.send_encoded(data)
@@ -203,19 +205,6 @@ class Room:
         if rate and self._ready and not self._disposed:
             self._last_tick = self.clock.seconds()
             self._beat("tick", 1.0 / rate, self._tick)
-
-    def _beat(self, name: str, interval: float, beat: Callable[[int], None]) -> None:
-        """Call C{beat} every C{interval} on the service's shared metronome."""
-        assert self._service is not None
-        self._stop_beat(name)
-        metronome = self._service._metronome(interval)
-        metronome.add((self, name), beat)
-        self._beats[name] = metronome
-
-    def _stop_beat(self, name: str) -> None:
-        metronome = self._beats.pop(name, None)
-        if metronome is not None:
-            metronome.remove((self, name))
 
     def lock(self) -> None:
         """Take the room out of matchmaking (C{join} by id is refused too)."""
@@ -322,6 +311,19 @@ class Room:
         self.set_tick_rate(self.tick_rate)
         if self.patch_rate:
             self._beat("patch", self.patch_rate, lambda count: self.send_patches())
+
+    def _beat(self, name: str, interval: float, beat: Callable[[int], None]) -> None:
+        """Call C{beat} every C{interval} on the service's shared metronome."""
+        assert self._service is not None
+        self._stop_beat(name)
+        metronome = self._service._metronome(interval)
+        metronome.add((self, name), beat)
+        self._beats[name] = metronome
+
+    def _stop_beat(self, name: str) -> None:
+        metronome = self._beats.pop(name, None)
+        if metronome is not None:
+            metronome.remove((self, name))
 
     def _tick(self, count: int) -> None:
         now = self.clock.seconds()
