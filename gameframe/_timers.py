@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
-from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -59,33 +58,57 @@ class RoomClock:
 
 class Metronome:
     """
-    One looping call at a fixed interval, shared by every room beating at
-    that interval (simulation ticks, patch clocks): a thousand rooms cost
-    one timer, not a thousand. Each beat passes how many intervals elapsed
-    since the last one (more than 1: beats were late).
+    One timer at a fixed interval, shared by every room beating at that
+    interval (simulation ticks, patch clocks): a thousand rooms cost one
+    timer, not a thousand. Beats are counted in whole intervals from the
+    start, so late beats are never lost to float rounding: each beat passes
+    how many intervals elapsed since the last one (more than 1: it was late).
+    Members of a lower C{phase} beat first (ticks before patches).
     """
 
     log = Logger()
 
     def __init__(self, clock: IReactorTime, interval: float) -> None:
         self.interval = interval
-        self._members: dict[object, Callable[[int], None]] = {}
-        self._loop = LoopingCall.withCount(self._beat)
-        self._loop.clock = clock
+        self._clock = clock
+        self._members: dict[object, tuple[int, Callable[[int], None]]] = {}
+        self._order: list[Callable[[int], None]] = []
+        self._call: IDelayedCall | None = None
+        self._start = 0.0
+        self._beats = 0
 
-    def add(self, key: object, beat: Callable[[int], None]) -> None:
-        self._members[key] = beat
-        if not self._loop.running:
-            self._loop.start(self.interval, now=False)
+    def add(self, key: object, beat: Callable[[int], None], phase: int = 0) -> None:
+        self._members[key] = (phase, beat)
+        self._reorder()
+        if self._call is None:
+            self._start = self._clock.seconds()
+            self._beats = 0
+            self._schedule()
 
     def remove(self, key: object) -> None:
-        self._members.pop(key, None)
-        if not self._members and self._loop.running:
-            self._loop.stop()
+        if self._members.pop(key, None) is not None:
+            self._reorder()
+        if not self._members and self._call is not None:
+            self._call.cancel()
+            self._call = None
 
-    def _beat(self, count: int) -> None:
-        for beat in list(self._members.values()):
+    def _reorder(self) -> None:
+        members = sorted(self._members.values(), key=lambda member: member[0])
+        self._order = [beat for _, beat in members]
+
+    def _schedule(self) -> None:
+        due = self._start + (self._beats + 1) * self.interval
+        self._call = self._clock.callLater(max(0.0, due - self._clock.seconds()), self._beat)
+
+    def _beat(self) -> None:
+        self._call = None
+        elapsed = int((self._clock.seconds() - self._start) / self.interval + 1e-6)
+        count = max(1, elapsed - self._beats)
+        self._beats += count
+        for beat in self._order:
             try:
                 beat(count)
             except Exception:
                 self.log.failure("{beat!r} failed", beat=beat)
+        if self._members and self._call is None:
+            self._schedule()

@@ -7,7 +7,7 @@ import select
 import socket
 import time
 from collections import deque
-from typing import Any, Callable, Iterator, Union
+from typing import Any, Callable, Iterator, Mapping, Union
 
 import orjson
 
@@ -108,14 +108,24 @@ def _encode(action: str, fields: dict[str, Any]) -> bytes:
     return orjson.dumps({"action": action, **fields}) + b"\n"
 
 
+class _Unmirrored(StateMirror):
+    """A state mirror that takes state and patch messages without applying them."""
+
+    def handle(self, message: Mapping[str, Any]) -> bool:
+        return message.get("action") in ("state", "patch")
+
+
 class _Session:
     """
     What a client knows of its session, kept from the messages it receives:
     its player id, room, token and state mirror. Shared by both clients.
+
+    With C{mirror} false the state and patch messages are not applied
+    (the mirror's C{state} stays L{None}, and no C{sync} is ever asked).
     """
 
-    def __init__(self) -> None:
-        self.state = StateMirror()
+    def __init__(self, mirror: bool = True) -> None:
+        self.state = StateMirror() if mirror else _Unmirrored()
         self.player_id: str | None = None
         self.room_id: str | None = None
         self.room: str | None = None
@@ -160,11 +170,55 @@ class _Session:
         self.state.stale = False
         self._sync_asked = False
 
+    def closed(self, code: str, message: str, *, replace: bool = False) -> None:
+        """Note why the connection closed: a reason noted earlier stays, unless C{replace}."""
+        if replace or self.close_code is None:
+            self.close_code, self.close_message = code, message
+
     def disconnected(self, default: str = CONNECTION_LOST) -> Disconnected:
         """The exception for a request the closed connection will never answer."""
         if self.close_code is not None:
             return Disconnected(self.close_code, self.close_message or "disconnected")
         return Disconnected(default, "the connection closed")
+
+
+class _SessionView:
+    """What the session knows, read-only: the same properties on both clients."""
+
+    _session: _Session
+
+    @property
+    def state(self) -> StateMirror:
+        """The L{StateMirror} of the room's state; C{state.state} is the tree."""
+        return self._session.state
+
+    @property
+    def player_id(self) -> str | None:
+        """This player's id (from C{welcome}, then C{joined}), or L{None}."""
+        return self._session.player_id
+
+    @property
+    def room_id(self) -> str | None:
+        """The id of the room this client is in, or L{None}."""
+        return self._session.room_id
+
+    @property
+    def room(self) -> str | None:
+        """The room type of the current room (C{"arena"}...), or L{None}."""
+        return self._session.room
+
+    @property
+    def token(self) -> str | None:
+        """The reconnection token of the current seat, or L{None}."""
+        return self._session.token
+
+    @property
+    def close_code(self) -> str | None:
+        """
+        Why the connection closed, once it has: the server's C{disconnect}
+        code, or C{connection_lost}/C{closed}.
+        """
+        return self._session.close_code
 
 
 def _matcher(match: Match) -> Callable[[Message], Any]:
@@ -173,7 +227,7 @@ def _matcher(match: Match) -> Callable[[Message], Any]:
     return match
 
 
-class GameClient:
+class GameClient(_SessionView):
     """
     A gameframe client over a plain TCP socket, for game loops and scripts.
 
@@ -303,9 +357,7 @@ class GameClient:
         self._outbox.clear()
         if sock is not None:
             sock.close()
-        if self._session.close_code is None:
-            self._session.close_code = CLOSED
-            self._session.close_message = "closed by this client"
+        self._session.closed(CLOSED, "closed by this client")
 
     @property
     def connected(self) -> bool:
@@ -316,34 +368,6 @@ class GameClient:
     def socket(self) -> socket.socket | None:
         """The non-blocking socket (for a program's own select loop), if open."""
         return self._socket
-
-    @property
-    def close_code(self) -> str | None:
-        """Why the connection closed: the server's C{disconnect} code, or C{connection_lost}/C{closed}."""
-        return self._session.close_code
-
-    # -- what the session knows -------------------------------------------------
-
-    @property
-    def state(self) -> StateMirror:
-        return self._session.state
-
-    @property
-    def player_id(self) -> str | None:
-        return self._session.player_id
-
-    @property
-    def room_id(self) -> str | None:
-        return self._session.room_id
-
-    @property
-    def room(self) -> str | None:
-        """The room type of the current room (C{"arena"}...), or L{None}."""
-        return self._session.room
-
-    @property
-    def token(self) -> str | None:
-        return self._session.token
 
     # -- sending -------------------------------------------------------------
 
@@ -426,8 +450,7 @@ class GameClient:
             try:
                 messages = self._lines.feed(data)
             except Disconnected as error:
-                self._session.close_code = error.code
-                self._session.close_message = error.message
+                self._session.closed(error.code, error.message, replace=True)
                 self._lost()
                 break
             for message in messages:
@@ -454,9 +477,7 @@ class GameClient:
         self._outbox.clear()
         if sock is not None:
             sock.close()
-        if self._session.close_code is None:
-            self._session.close_code = CONNECTION_LOST
-            self._session.close_message = "the connection closed"
+        self._session.closed(CONNECTION_LOST, "the connection closed")
 
     # -- blocking calls for scripts --------------------------------------------
 

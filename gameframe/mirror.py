@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any, Mapping
 
-from gameframe.jsonpatch import JSON, apply
+from gameframe.jsonpatch import JSON, PatchError, apply
 
 
 class StateMirror:
@@ -15,7 +15,8 @@ class StateMirror:
 
     A C{state} message replaces the mirror; a C{patch} applies when its
     C{seq} is the next one. After a gap (a lost or reordered patch) the
-    mirror is C{stale} until the next full state: send
+    mirror is C{stale} until the next full state (a patch that does not
+    apply makes it stale too): send
     C{{"action": "sync"}} to get one.
     """
 
@@ -43,7 +44,11 @@ class StateMirror:
             if message["seq"] != self.seq + 1:
                 self.stale = True
                 return True
-            self.state = apply(self.state, message["patch"])
+            try:
+                self.state = apply(self.state, message["patch"])
+            except PatchError:
+                self.stale = True  # our copy went wrong somehow: start over
+                return True
             self.seq = message["seq"]
             return True
         return False

@@ -14,12 +14,14 @@ from gameframe._async import call
 from gameframe._sync import StateSync
 from gameframe._timers import Metronome, RoomClock
 from gameframe.codec import (
+    INTERNAL_ERROR,
     ROOM_FULL,
     ROOM_LOCKED,
     ROOM_NOT_FOUND,
     UNKNOWN_ACTION,
     GameError,
     encode,
+    error_message,
 )
 from gameframe.player import Player
 
@@ -90,6 +92,7 @@ class Room:
         self._sync = StateSync(self._view_of)
         self._drop_timers: dict[str, IDelayedCall] = {}
         self._beats: dict[str, Metronome] = {}  # by name; left on dispose
+        self._unsynced: dict[str, Player] = {}  # joined before there was a state
         self._loops: list[LoopingCall] = []  # stopped on dispose
         self._last_tick = 0.0
 
@@ -185,8 +188,14 @@ class Room:
 
     def send_patches(self) -> None:
         """Send the state's changes now instead of waiting for the patch clock."""
-        if self.state is not None:
-            self._sync.patch(self.state)
+        if self.state is None:
+            return
+        if self._unsynced:
+            # The room set its state after these players joined: start them off.
+            unsynced, self._unsynced = self._unsynced, {}
+            for player in unsynced.values():
+                self._send_full_state(player)
+        self._sync.patch(self.state)
 
     def refresh_view(self, player: Player) -> None:
         """
@@ -204,7 +213,7 @@ class Room:
         self.tick_rate = rate  # type: ignore[misc]
         if rate and self._ready and not self._disposed:
             self._last_tick = self.clock.seconds()
-            self._beat("tick", 1.0 / rate, self._tick)
+            self._beat("tick", 1.0 / rate, self._tick, phase=0)
 
     def lock(self) -> None:
         """Take the room out of matchmaking (C{join} by id is refused too)."""
@@ -310,14 +319,16 @@ class Room:
         self._ready = True
         self.set_tick_rate(self.tick_rate)
         if self.patch_rate:
-            self._beat("patch", self.patch_rate, lambda count: self.send_patches())
+            self._beat("patch", self.patch_rate, lambda count: self.send_patches(), phase=1)
 
-    def _beat(self, name: str, interval: float, beat: Callable[[int], None]) -> None:
+    def _beat(
+        self, name: str, interval: float, beat: Callable[[int], None], phase: int
+    ) -> None:
         """Call C{beat} every C{interval} on the service's shared metronome."""
         assert self._service is not None
         self._stop_beat(name)
         metronome = self._service._metronome(interval)
-        metronome.add((self, name), beat)
+        metronome.add((self, name), beat, phase)
         self._beats[name] = metronome
 
     def _stop_beat(self, name: str) -> None:
@@ -354,8 +365,18 @@ class Room:
         Send the player its C{joined} reply, its full state, then what was
         held for it.
         """
-        state = self._full_state(player)
-        player.release(joined, *(() if state is None else (state,)))
+        try:
+            state = self._full_state(player)
+        except Exception:
+            self.log.failure("{room}: the state cannot be sent to {player}", room=self, player=player)
+            player.release(joined)
+            player.send(error_message(INTERNAL_ERROR, "the room's state cannot be sent"))
+            return
+        if state is None:
+            self._unsynced[player.id] = player
+            player.release(joined)
+        else:
+            player.release(joined, state)
 
     def _drop(self, player: Player) -> None:
         """The player's connection dropped: hold its seat, or let it leave."""
@@ -401,6 +422,7 @@ class Room:
     def _remove(self, player: Player) -> None:
         """Take a seated player out: no seat, no messages held, no token, no view."""
         del self.players[player.id]
+        self._unsynced.pop(player.id, None)
         player.room = None
         player.discard_held()
         self._sync.unsubscribe(player)

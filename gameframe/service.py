@@ -438,4 +438,11 @@ class RoomService(Service):
 
 def _matches(room: Room, options: Mapping[str, Any]) -> bool:
     """Whether a room was created with the same values of its filter_by options."""
-    return all(room.options.get(key) == options.get(key) for key in room.filter_by)
+    return all(
+        _same(room.options.get(key), options.get(key)) for key in room.filter_by
+    )
+
+
+def _same(a: Any, b: Any) -> bool:
+    """JSON equality: 1, 1.0 and true are three different options."""
+    return type(a) is type(b) and a == b

@@ -203,5 +203,5 @@ def _announce(endpoint: str) -> None:
         if host in ("0.0.0.0", "::", ""):
             host = "127.0.0.1"
         Logger().info(
-            "gameframe demo: open http://{host}:{port}/ in a browser", host=host, port=parts[1]
+            "gameframe web: http://{host}:{port}/ (browser demo, /ws, /rooms)", host=host, port=parts[1]
         )

@@ -14,6 +14,7 @@ from twisted.python.failure import Failure
 
 from gameframe.client import (
     CLOSED,
+    CONNECTION_LOST,
     DEFAULT_MAX_LINE,
     ClientError,
     Disconnected,
@@ -21,8 +22,8 @@ from gameframe.client import (
     _encode,
     _LineBuffer,
     _Session,
+    _SessionView,
 )
-from gameframe.mirror import StateMirror
 
 __all__ = ["ClientError", "Disconnected", "GameClientFactory", "GameClientProtocol", "connect"]
 
@@ -68,13 +69,22 @@ class _OneShot(Generic[T]):
             observer.callback(cast(T, outcome))
 
 
-class GameClientProtocol(Protocol):
+class GameClientProtocol(_SessionView, Protocol):
     """
     One connection to a gameframe server, for Twisted programs and tests.
 
     Requests get a fresh C{id}; their Deferred fires with the reply that
     echoes it, or fails with L{ClientError} (its C{code}) on an C{error}
     reply, or with L{Disconnected} if the connection closes first.
+
+    @param max_line: the longest line accepted from the server; a longer
+        one closes the connection (C{close_code} C{frame_too_large}).
+    @param mirror: whether to apply the room's C{state} and C{patch}
+        messages to L{state} (the default). With C{mirror=False} they
+        still reach C{on_message} but are not applied: C{state.state}
+        stays L{None} and no C{sync} is ever asked, which spares a program
+        that never reads the state (a load-testing bot, a relay...) the
+        work of applying every patch.
 
     @ivar state: the L{StateMirror} of the room's state; C{state.state} is
         the tree. On a gap in the patches the client sends C{sync} itself.
@@ -84,8 +94,8 @@ class GameClientProtocol(Protocol):
 
     log = Logger()
 
-    def __init__(self, max_line: int = DEFAULT_MAX_LINE) -> None:
-        self._session = _Session()
+    def __init__(self, max_line: int = DEFAULT_MAX_LINE, *, mirror: bool = True) -> None:
+        self._session = _Session(mirror)
         self._lines = _LineBuffer(max_line)
         self._ids: Iterator[int] = itertools.count(1)
         self._pending: dict[int, Deferred[Message]] = {}
@@ -111,35 +121,6 @@ class GameClientProtocol(Protocol):
         """
         return self._disconnected.observe()
 
-    # -- what the session knows ------------------------------------------------
-
-    @property
-    def state(self) -> StateMirror:
-        return self._session.state
-
-    @property
-    def player_id(self) -> str | None:
-        return self._session.player_id
-
-    @property
-    def room_id(self) -> str | None:
-        return self._session.room_id
-
-    @property
-    def room(self) -> str | None:
-        """The room type of the current room, or L{None}."""
-        return self._session.room
-
-    @property
-    def token(self) -> str | None:
-        """The reconnection token of the current seat, or L{None}."""
-        return self._session.token
-
-    @property
-    def close_code(self) -> str | None:
-        """Why the connection closed (the server's C{disconnect} code), once it has."""
-        return self._session.close_code
-
     # -- connection lifecycle ----------------------------------------------------
 
     @property
@@ -156,8 +137,7 @@ class GameClientProtocol(Protocol):
         try:
             messages = self._lines.feed(data)
         except Disconnected as error:
-            self._session.close_code = error.code
-            self._session.close_message = error.message
+            self._session.closed(error.code, error.message, replace=True)
             self._transport.abortConnection()
             return
         for message in messages:
@@ -195,17 +175,13 @@ class GameClientProtocol(Protocol):
             waiting.errback(session.disconnected())
         if not self._welcomed.fired:
             self._welcomed.fire(Failure(session.disconnected()))
-        if session.close_code is None:
-            session.close_code = "connection_lost"
-            session.close_message = "the connection closed"
+        session.closed(CONNECTION_LOST, "the connection closed")
         self._disconnected.fire(None)
 
     def close(self) -> Deferred[None]:
         """Close the connection; the L{disconnected} Deferred (the seat may be held)."""
         if self._connected:
-            if self._session.close_code is None:
-                self._session.close_code = CLOSED
-                self._session.close_message = "closed by this client"
+            self._session.closed(CLOSED, "closed by this client")
             self._transport.loseConnection()
         return self.disconnected
 
@@ -276,15 +252,19 @@ class GameClientProtocol(Protocol):
 
 
 class GameClientFactory(Factory):
-    """Makes L{GameClientProtocol}s (one per connection made through it)."""
+    """
+    Makes L{GameClientProtocol}s (one per connection made through it),
+    each with this C{max_line} and C{mirror} (see L{GameClientProtocol}).
+    """
 
     protocol = GameClientProtocol
 
-    def __init__(self, max_line: int = DEFAULT_MAX_LINE) -> None:
+    def __init__(self, max_line: int = DEFAULT_MAX_LINE, *, mirror: bool = True) -> None:
         self.max_line = max_line
+        self.mirror = mirror
 
     def buildProtocol(self, addr: IAddress | None) -> GameClientProtocol:
-        protocol = GameClientProtocol(self.max_line)
+        protocol = GameClientProtocol(self.max_line, mirror=self.mirror)
         protocol.factory = self
         return protocol
 
@@ -301,6 +281,9 @@ def connect(
     @param reactor: the reactor (used to parse an endpoint string).
     @param endpoint: a client endpoint, or a string like
         C{"tcp:host=127.0.0.1:port=7000"}.
+    @param factory: makes the protocol; by default a L{GameClientFactory}
+        (pass C{GameClientFactory(mirror=False)} for a client that does
+        not apply the room's state).
     """
     target: IStreamClientEndpoint = (
         clientFromString(reactor, endpoint) if isinstance(endpoint, str) else endpoint

@@ -19,8 +19,6 @@ from gameframe.service import RoomService
 
 DEFAULT_PING_INTERVAL = 20.0
 
-# Room for frame headers and for the start of the next message in one read.
-_WIRE_SLACK = 64 * 1024
 
 
 def text_frame(payload: bytes) -> bytes:
@@ -57,7 +55,7 @@ class WebSocketLink(BufferedLink):
         )
         self._factory = factory
         self._request = request
-        self._unread = 0
+        self._meter = FrameMeter()
         self._ponged = True
 
     # -- WebSocketProtocol -----------------------------------------------------
@@ -90,7 +88,6 @@ class WebSocketLink(BufferedLink):
             self._writer.write(data)
 
     def textMessageReceived(self, message: str) -> None:
-        self._unread = 0
         if self._closing:
             return
         if len(message) > self._max_frame and len(message.encode()) > self._max_frame:
@@ -100,7 +97,6 @@ class WebSocketLink(BufferedLink):
             self._frame_received(message)
 
     def bytesMessageReceived(self, data: bytes | bytearray) -> None:
-        self._unread = 0
         if not self._closing:
             self.send(error_message(BAD_MESSAGE, "send JSON in text frames, not binary"))
 
@@ -115,21 +111,21 @@ class WebSocketLink(BufferedLink):
 
     def _cap_incoming(self) -> None:
         """
-        Count the bytes read since the last whole message and cut off a
-        client that sends more than the frame limit (plus slack) without
-        finishing one, before Twisted's buffer grows any further. The
+        Follow the frame headers of what the client sends and cut it off as
+        soon as a data message is declared larger than the frame limit,
+        before Twisted buffers it (it buffers whole messages, uncapped). The
         channel hands reads to the WebSocket parser through its
         C{dataReceived}, which it replaced during the upgrade.
         """
         channel = self._request.channel
         deliver: Callable[[bytes], None] = channel.dataReceived
-        limit = self._max_frame + _WIRE_SLACK
+        meter = self._meter
+        limit = self._max_frame
 
         def counted(data: bytes) -> None:
             if self._closing:
                 return
-            self._unread += len(data)
-            if self._unread > limit:
+            if meter.feed(data) > limit:
                 self._too_large()
                 return
             deliver(data)
@@ -158,6 +154,61 @@ class WebSocketLink(BufferedLink):
             self._tcp.abortConnection()  # type: ignore[attr-defined]
         else:
             self._ws.loseConnection(1000)  # a close frame, then _OwnedWrites closes
+
+
+class FrameMeter:
+    """
+    Reads RFC 6455 frame headers in the raw bytes a client sends, skipping
+    payloads, to know the declared size of the data message being received
+    (fragments add up; control frames such as pings do not count).
+    """
+
+    def __init__(self) -> None:
+        self._header = bytearray()
+        self._payload_left = 0
+        self._message = 0  # bytes declared so far by the unfinished message
+        self._largest = 0
+
+    def feed(self, data: bytes) -> int:
+        """Take more bytes; the largest message size declared so far in them."""
+        self._largest = self._message
+        i, end = 0, len(data)
+        while i < end:
+            if self._payload_left:
+                taken = min(self._payload_left, end - i)
+                self._payload_left -= taken
+                i += taken
+                continue
+            need = self._header_size()
+            taken = min(need - len(self._header), end - i)
+            self._header += data[i : i + taken]
+            i += taken
+            if len(self._header) == self._header_size():
+                self._frame_header()
+        return self._largest
+
+    def _header_size(self) -> int:
+        header = self._header
+        if len(header) < 2:
+            return 2
+        size = 6 if header[1] & 0x80 else 2  # a masking key
+        length = header[1] & 0x7F
+        return size + (2 if length == 126 else 8 if length == 127 else 0)
+
+    def _frame_header(self) -> None:
+        header = self._header
+        fin, opcode, length = header[0] & 0x80, header[0] & 0x0F, header[1] & 0x7F
+        if length == 126:
+            length = int.from_bytes(header[2:4], "big")
+        elif length == 127:
+            length = int.from_bytes(header[2:10], "big")
+        self._header = bytearray()
+        self._payload_left = length
+        if opcode < 8:  # text, binary or continuation: part of a data message
+            self._message += length
+            self._largest = max(self._largest, self._message)
+            if fin:
+                self._message = 0
 
 
 class WebSocketGameFactory:

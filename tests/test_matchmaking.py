@@ -61,3 +61,13 @@ class FilterTests(SynchronousTestCase):
         self.assertEqual(len(listed["metadata"]["names"]), 1)
         self.assertEqual(listed["max_players"], 2)
         self.assertEqual(listed["players"], 1)
+
+
+class StrictFilterTests(SynchronousTestCase):
+    def test_filters_compare_json_values_exactly(self) -> None:
+        kit = Harness({"battle": Battle})
+        rooms = {
+            str(kit.connect().join_or_create("battle", mode=value, map="a")["room_id"])
+            for value in (1, 1.0, True)
+        }
+        self.assertEqual(len(rooms), 3)

@@ -11,7 +11,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from gameframe import Player, Room, action
 from gameframe.jsonpatch import to_tree
-from gameframe.testing import FakeLink, Harness
+from gameframe.testing import FakeClient, FakeLink, Harness
 
 
 @attrs.define
@@ -149,6 +149,18 @@ class Shared(Room):
         self.state["players"][player.id]["x"] = x
 
 
+class Plain(Room):
+    """A room without state."""
+
+
+def alone_in_a_plain_room() -> tuple[Harness, FakeClient]:
+    """A harness with one player, in a room without state."""
+    kit = Harness({"plain": Plain})
+    alice = kit.connect()
+    alice.join_or_create("plain")
+    return kit, alice
+
+
 class RecordingLink(FakeLink):
     """A FakeLink that also keeps the exact bytes objects it was handed."""
 
@@ -244,12 +256,7 @@ class StateMessagesTests(SynchronousTestCase):
         self.assertEqual(alice.state["players"][alice.player_id]["x"], 1)
 
     def test_room_without_state_sends_none(self) -> None:
-        class Plain(Room):
-            pass
-
-        kit = Harness({"plain": Plain})
-        alice = kit.connect()
-        alice.join_or_create("plain")
+        kit, alice = alone_in_a_plain_room()
         kit.advance(1)
         self.assertEqual([m["action"] for m in alice.messages], ["welcome", "joined"])
 
@@ -328,12 +335,7 @@ class SimulationClockTests(SynchronousTestCase):
 
 class NoStateTests(SynchronousTestCase):
     def test_sync_in_a_room_without_state_is_an_error(self) -> None:
-        class Plain(Room):
-            pass
-
-        kit = Harness({"plain": Plain})
-        alice = kit.connect()
-        alice.join_or_create("plain")
+        _, alice = alone_in_a_plain_room()
         self.assertEqual(alice.request("sync")["code"], "no_state")
 
 
@@ -352,3 +354,68 @@ class SharedClockTests(SynchronousTestCase):
         clients[0].leave()
         kit.advance_ticks(2, rooms[1])
         self.assertEqual([r.ticks for r in rooms], [4, 6, 6])
+
+
+class EdgeTests(SynchronousTestCase):
+    def test_state_set_after_players_joined_reaches_them(self) -> None:
+        class Late(Room):
+            @action
+            def begin(self, player: Player) -> None:
+                self.state = {"round": 1}
+
+        kit = Harness({"late": Late})
+        alice, bob = kit.connect(), kit.connect()
+        alice.join_or_create("late")
+        bob.join_or_create("late")
+        self.assertEqual(alice.received("state"), [])
+        alice.send("begin")
+        kit.advance(0.05)
+        self.assertEqual(alice.state, {"round": 1})
+        self.assertEqual(bob.state, {"round": 1})
+
+    def test_a_state_that_cannot_be_sent_does_not_hang_the_player(self) -> None:
+        class Broken(Room):
+            def on_create(self, options: dict[str, Any]) -> None:
+                self.state = {"tags": {"a", "b"}}  # a set is not JSON
+
+        kit = Harness({"broken": Broken})
+        alice = kit.connect()
+        self.assertEqual(alice.join_or_create("broken")["action"], "joined")
+        self.assertEqual(alice.last("error")["code"], "internal_error")
+        self.assertEqual(alice.request("list")["action"], "rooms")
+        self.assertTrue(self.flushLoggedErrors(TypeError))
+
+    def test_ticks_come_before_patches_in_a_shared_beat(self) -> None:
+        class Counter(Room):
+            tick_rate = 20
+
+            def on_create(self, options: dict[str, Any]) -> None:
+                self.state = {"n": 0}
+
+            def on_tick(self, dt: float) -> None:
+                self.state["n"] += 1
+
+        kit = Harness({"c": Counter})
+        alice = kit.connect()
+        alice.join_or_create("c")
+        room = kit.room_of(alice)
+        room.set_tick_rate(20)  # registered again, after the patch clock
+        kit.advance_ticks(5)
+        self.assertEqual(alice.state, room.state)
+
+    def test_no_tick_is_lost_to_float_rounding(self) -> None:
+        kit = Harness({"t": Ticker})
+        alice = kit.connect()
+        alice.join_or_create("t")
+        room = kit.room_of(alice)
+        for _ in range(500):
+            kit.advance_ticks(1)
+        self.assertEqual((room.ticks, room.tick_overruns), (500, 0))
+
+    def test_a_patch_that_does_not_apply_makes_the_mirror_stale(self) -> None:
+        from gameframe.mirror import StateMirror
+
+        mirror = StateMirror()
+        mirror.handle({"action": "state", "seq": 3, "state": {"a": 1}})
+        mirror.handle({"action": "patch", "seq": 4, "patch": [{"op": "remove", "path": "/zzz"}]})
+        self.assertTrue(mirror.stale)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import urllib.request
 from typing import Any, Iterator
 
@@ -16,17 +15,20 @@ from websockets.sync.client import ClientConnection, connect
 from gameframe.demo import DEMO_ROOMS
 from gameframe.service import RoomService
 from gameframe.websocket import WebSocketGameFactory, WebSocketLink, text_frame
-from tests.serving import Server, running_server
+from tests._server import RunningServer, running_server
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[Server]:
-    with running_server("--max-frame", "2000", "--allow-origin", "http://good.example") as s:
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    with running_server(
+        tmp_path_factory.mktemp("websocket-server"),
+        "--max-frame", "2000", "--allow-origin", "http://good.example",
+    ) as s:  # fmt: skip
         yield s
 
 
-def ws(server: Server, **kwargs: Any) -> ClientConnection:
-    conn = connect(f"ws://127.0.0.1:{server.web_port}/ws", open_timeout=5, **kwargs)
+def ws(server: RunningServer, **kwargs: Any) -> ClientConnection:
+    conn = connect(server.ws_url, open_timeout=5, **kwargs)
     welcome = json.loads(conn.recv(timeout=5))
     assert welcome["action"] == "welcome"
     return conn
@@ -41,50 +43,27 @@ def recv(conn: ClientConnection, action: str) -> dict[str, Any]:
     raise AssertionError(f"no {action}")
 
 
-class LineClient:
-    """A raw TCP player: JSON Lines over a plain socket."""
-
-    def __init__(self, port: int) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=5)
-        self.file = self.sock.makefile("rwb")
-        assert self.recv("welcome")
-
-    def send(self, **message: Any) -> None:
-        self.file.write(json.dumps(message).encode() + b"\n")
-        self.file.flush()
-
-    def recv(self, action: str) -> dict[str, Any]:
-        for _ in range(50):
-            message = json.loads(self.file.readline())
-            if message["action"] == action:
-                return message
-        raise AssertionError(f"no {action}")
-
-    def close(self) -> None:
-        self.sock.close()
-
-
-def test_tcp_and_websocket_players_chat_in_one_room(server: Server) -> None:
+def test_tcp_and_websocket_players_chat_in_one_room(server: RunningServer) -> None:
     browser = ws(server)
-    tcp = LineClient(server.port)
+    tcp = server.connect()
     try:
         browser.send(json.dumps({"action": "create", "room": "chat", "id": 1}))
         joined = recv(browser, "joined")
         assert joined["id"] == 1
         tcp.send(action="join", room_id=joined["room_id"])
-        assert tcp.recv("joined")["room_id"] == joined["room_id"]
+        assert tcp.expect("joined")["room_id"] == joined["room_id"]
         tcp.send(action="say", text="hello from tcp")
         said = recv(browser, "said")
         assert said["text"] == "hello from tcp"
-        assert tcp.recv("said")["text"] == "hello from tcp"  # its own, too
+        assert tcp.expect("said")["text"] == "hello from tcp"  # its own, too
         browser.send(json.dumps({"action": "say", "text": "hello from the browser"}))
-        assert tcp.recv("said")["text"] == "hello from the browser"
+        assert tcp.expect("said")["text"] == "hello from the browser"
     finally:
         browser.close()
         tcp.close()
 
 
-def test_bad_frames_get_errors_and_the_connection_goes_on(server: Server) -> None:
+def test_bad_frames_get_errors_and_the_connection_goes_on(server: RunningServer) -> None:
     conn = ws(server)
     try:
         conn.send("not json")
@@ -102,7 +81,7 @@ def test_bad_frames_get_errors_and_the_connection_goes_on(server: Server) -> Non
         conn.close()
 
 
-def test_oversized_message_closes_only_that_connection(server: Server) -> None:
+def test_oversized_message_closes_only_that_connection(server: RunningServer) -> None:
     other = ws(server)
     big = ws(server)
     try:
@@ -117,7 +96,7 @@ def test_oversized_message_closes_only_that_connection(server: Server) -> None:
         big.close()
 
 
-def test_origin_allow_list(server: Server) -> None:
+def test_origin_allow_list(server: RunningServer) -> None:
     with pytest.raises(InvalidStatus) as refused:
         ws(server, origin="http://evil.example")
     assert refused.value.response.status_code == 403
@@ -125,12 +104,12 @@ def test_origin_allow_list(server: Server) -> None:
     ws(server).close()  # non-browser clients send no Origin
 
 
-def test_rooms_json_lists_types_and_rooms(server: Server) -> None:
+def test_rooms_json_lists_types_and_rooms(server: RunningServer) -> None:
     conn = ws(server)
     try:
         conn.send(json.dumps({"action": "create", "room": "arena", "options": {}}))
         room_id = recv(conn, "joined")["room_id"]
-        with urllib.request.urlopen(f"http://127.0.0.1:{server.web_port}/rooms", timeout=5) as r:
+        with urllib.request.urlopen(f"{server.base_url}/rooms", timeout=5) as r:
             assert r.headers["content-type"] == "application/json"
             listing = json.load(r)
         assert {"chat", "tictactoe", "arena"} <= set(listing["types"])
@@ -141,8 +120,8 @@ def test_rooms_json_lists_types_and_rooms(server: Server) -> None:
         conn.close()
 
 
-def test_demo_site_is_served(server: Server) -> None:
-    base = f"http://127.0.0.1:{server.web_port}"
+def test_demo_site_is_served(server: RunningServer) -> None:
+    base = server.base_url
     with urllib.request.urlopen(base + "/", timeout=5) as r:
         assert b"<html" in r.read().lower()
     with urllib.request.urlopen(base + "/gameframe.js", timeout=5) as r:
@@ -213,15 +192,52 @@ def test_a_peer_that_stops_answering_pings_is_dropped() -> None:
     assert wire.transport.disconnecting
 
 
-def test_incoming_bytes_are_capped_before_a_message_completes() -> None:
+def client_frame(opcode: int, payload: bytes, fin: bool = True) -> bytes:
+    """A masked client frame (the mask is zero, so the payload reads as is)."""
+    size = len(payload)
+    first = (0x80 if fin else 0) | opcode
+    if size < 126:
+        head = bytes((first, 0x80 | size))
+    elif size < 65536:
+        head = bytes((first, 0x80 | 126)) + size.to_bytes(2, "big")
+    else:
+        head = bytes((first, 0x80 | 127)) + size.to_bytes(8, "big")
+    return head + b"\0\0\0\0" + payload
+
+
+def test_a_message_declared_too_large_is_cut_off_before_it_arrives() -> None:
     clock, factory, link, wire = open_link(max_frame=1000)
-    request_channel = link._request.channel  # the counting wrapper sits here
-    request_channel.dataReceived(b"x" * 60_000)
-    assert not wire.transport.disconnecting
-    request_channel.dataReceived(b"x" * 10_000)  # still no whole message
+    channel = link._request.channel  # the meter sits in front of Twisted's parser
+    channel.dataReceived(client_frame(1, b"x" * 5000)[:100])  # just the start
     clock.advance(0)
     assert wire.transport.disconnecting
     assert b"frame_too_large" in wire.transport.value()
+    assert channel.delivered == []  # none of it reached Twisted's buffer
+
+
+def test_fragments_add_up_and_pings_do_not_count() -> None:
+    clock, factory, link, wire = open_link(max_frame=1000)
+    channel = link._request.channel
+    for _ in range(100):  # 12 KB of pings: not a message
+        channel.dataReceived(client_frame(9, b"p" * 120))
+    channel.dataReceived(client_frame(1, b"x" * 600, fin=False))
+    channel.dataReceived(client_frame(0, b"x" * 300, fin=True))  # 900: fine
+    assert not wire.transport.disconnecting
+    channel.dataReceived(client_frame(1, b"x" * 600, fin=False))
+    channel.dataReceived(client_frame(9, b"p"))
+    channel.dataReceived(client_frame(0, b"x" * 600, fin=False))  # 1200 > 1000
+    clock.advance(0)
+    assert wire.transport.disconnecting
+
+
+def test_frame_meter_reads_headers_split_anywhere() -> None:
+    from gameframe.websocket import FrameMeter
+
+    stream = client_frame(1, b"a" * 70000) + client_frame(2, b"b" * 200) + client_frame(1, b"c")
+    meter = FrameMeter()
+    largest = [meter.feed(stream[i : i + 7]) for i in range(0, len(stream), 7)]
+    assert max(largest) == 70000
+    assert largest[-1] == 1
 
 
 def test_text_frames_are_rfc6455_server_frames() -> None:
@@ -230,7 +246,7 @@ def test_text_frames_are_rfc6455_server_frames() -> None:
     assert text_frame(b"x" * 70000)[:2] == b"\x81\x7f"
 
 
-def test_pongs_and_messages_share_one_ordered_stream(server: Server) -> None:
+def test_pongs_and_messages_share_one_ordered_stream(server: RunningServer) -> None:
     """Twisted answers pings on the same write path as our frames: both arrive intact."""
     conn = ws(server)
     try:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
-from typing import Any, Callable, Mapping
+from typing import Any, Callable
 from urllib.parse import urlsplit
 
 import attrs
@@ -13,7 +13,6 @@ from twisted.internet.protocol import Factory
 from twisted.python.failure import Failure
 from twisted.web.websocket import WebSocketClientEndpoint, WebSocketTransport
 
-from gameframe.mirror import StateMirror
 from gameframe.txclient import GameClientProtocol
 
 __all__ = ["Connect", "Target", "connector", "is_loopback"]
@@ -72,32 +71,18 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-class _Unmirrored(StateMirror):
-    """A state mirror that takes state and patch messages without applying them."""
-
-    def handle(self, message: Mapping[str, Any]) -> bool:
-        return message.get("action") in ("state", "patch")
-
-
-def _client(mirror: bool) -> GameClientProtocol:
-    client = GameClientProtocol()
-    if not mirror:
-        # Applying every patch is most of a client's work in a state-synced
-        # room; a player that never reads its state is spared it.
-        client._session.state = _Unmirrored()
-    return client
-
-
 def connector(reactor: Any, target: Target, timeout: float, mirror: bool = True) -> Connect:
     """
     A function that opens one connection to C{target} (the TCP connect
     bounded by C{timeout}); with C{mirror} false the connections do not
-    keep the room's state.
+    keep the room's state: applying every patch is most of a client's work
+    in a state-synced room, and a player that never reads its state is
+    spared it.
     """
     if target.scheme == "tcp":
 
         def over_tcp() -> Deferred[GameClientProtocol]:
-            client = _client(mirror)
+            client = GameClientProtocol(mirror=mirror)
             endpoint = HostnameEndpoint(reactor, target.host, target.port, timeout=timeout)
             return _welcomed(client, endpoint.connect(_Given(client)))
 
@@ -107,7 +92,7 @@ def connector(reactor: Any, target: Target, timeout: float, mirror: bool = True)
     )
 
     def over_websocket() -> Deferred[GameClientProtocol]:
-        client = _client(mirror)
+        client = GameClientProtocol(mirror=mirror)
         handshake = Deferred.fromCoroutine(websocket.connect(_Given(client, _WebSocketBridge)))
         return _welcomed(client, handshake)
 
