@@ -45,6 +45,8 @@ autodoc_type_aliases = {
     "IAddress": "twisted.internet.interfaces.IAddress",
     "IPlayerLink": "gameframe.IPlayerLink",
     "IReactorTime": "twisted.internet.interfaces.IReactorTime",
+    # JSON trees: the alias name, not its expansion.
+    "JSON": "gameframe.jsonpatch.JSON",
 }
 
 html_theme = "alabaster"
