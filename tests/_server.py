@@ -1,23 +1,30 @@
-"""Run a real gameframe server (`twistd -n gameframe`) in a subprocess for client tests."""
+"""
+The one way the tests run a real gameframe server: `twistd -n gameframe` in
+a subprocess, on free ports of 127.0.0.1, waited for with a bounded
+connect-retry and stopped with SIGTERM (SIGKILL if it is stuck); and a raw
+JSON Lines player to speak to it.
+
+The fixtures built on it are in tests/conftest.py.
+"""
 
 from __future__ import annotations
 
-import shutil
+import contextlib
+import json
+import os
 import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import attrs
-import pytest
-
-from gameframe.tap import Options
 
 HOST = "127.0.0.1"
-START_TIMEOUT = 20.0
+START_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
+CLIENT_TIMEOUT = 10.0
 
 
 def free_port() -> int:
@@ -28,35 +35,56 @@ def free_port() -> int:
         return port
 
 
-def _twistd() -> str:
-    beside = Path(sys.executable).with_name("twistd")
-    if beside.exists():
-        return str(beside)
-    found = shutil.which("twistd")
-    assert found is not None, "twistd is not installed"
-    return found
+def twistd() -> str:
+    """The twistd of the Python running the tests (the venv's)."""
+    found = Path(sys.executable).with_name("twistd")
+    assert found.exists(), f"no twistd next to {sys.executable}"
+    return str(found)
 
 
-def _has_web_option() -> bool:
-    """Whether this gameframe's twistd plugin has --web (which defaults to on)."""
-    return any(spec[0] == "web" for spec in Options.optParameters)
+def twistd_env() -> dict[str, str]:
+    """
+    The environment for twistd: without PYTHONPATH, so the plugin is found
+    the way a user's install finds it, and with unbuffered output.
+    """
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("PYTHONPATH", None)
+    return env
 
 
-@attrs.define
-class ServerProcess:
-    """A running `twistd -n gameframe` on 127.0.0.1."""
+@attrs.frozen
+class RunningServer:
+    """
+    A `twistd -n gameframe` subprocess: players on C{port}, HTTP/WebSocket
+    on C{web_port} (L{None} when started without the web endpoint); its
+    output, log included, in C{log}.
+    """
 
     process: subprocess.Popen[bytes]
     port: int
+    web_port: int | None
     log: Path
+
+    @property
+    def base_url(self) -> str:
+        assert self.web_port is not None, "the server has no web endpoint"
+        return f"http://{HOST}:{self.web_port}"
+
+    @property
+    def ws_url(self) -> str:
+        assert self.web_port is not None, "the server has no web endpoint"
+        return f"ws://{HOST}:{self.web_port}/ws"
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
+    def connect(self) -> LineClient:
+        """A raw JSON Lines player connected to C{port}, its C{welcome} read."""
+        return LineClient(self.port)
 
-def _wait_until_listening(process: subprocess.Popen[bytes], port: int, log: Path) -> None:
-    """Retry connecting (bounded) until the server accepts, or fail with its log."""
-    deadline = time.monotonic() + START_TIMEOUT
+
+def _wait_for_port(server: RunningServer, port: int, deadline: float) -> None:
+    """Retry connecting until C{port} accepts (bounded); fail with the log if the server died."""
     while True:
         try:
             with socket.create_connection((HOST, port), timeout=1.0):
@@ -65,51 +93,61 @@ def _wait_until_listening(process: subprocess.Popen[bytes], port: int, log: Path
             pass
         if time.monotonic() > deadline:
             raise AssertionError(
-                f"the server did not listen on {port} in time:\n{log.read_text()}"
+                f"the server did not listen on {port} within {START_TIMEOUT} s:\n"
+                + server.log_text()
             )
         try:
-            # Waits a little between tries, and notices a server that died.
-            process.wait(timeout=0.05)
+            # Pauses between tries, and notices a server that exited.
+            server.process.wait(timeout=0.05)
         except subprocess.TimeoutExpired:
             continue
         raise AssertionError(
-            f"the server exited with {process.returncode}:\n{log.read_text()}"
+            f"the server exited with {server.process.returncode}:\n{server.log_text()}"
         )
 
 
-def start_server(directory: Path) -> ServerProcess:
-    """Start `twistd -n gameframe` with the demo rooms on a free port."""
+def start_server(directory: Path, *args: str, web: bool = True) -> RunningServer:
+    """
+    Start `twistd -n gameframe` (the demo rooms, plus C{args}) in C{directory}
+    on free ports, the web endpoint unless C{web} is false; return once it
+    listens.
+    """
     port = free_port()
-    log = directory / "twistd.log"
+    web_port = free_port() if web else None
+    log = directory / f"twistd-{port}.log"
     command = [
-        _twistd(),
-        "-n",
-        "--pidfile=",
-        f"--logfile={log}",
-        "gameframe",
-        "--port",
-        f"tcp:{port}:interface={HOST}",
-    ]
-    if _has_web_option():
-        command += ["--web", "none"]
-    process = subprocess.Popen(
-        command,
-        cwd=directory,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.STDOUT,
-    )
+        twistd(), "-n", "--pidfile=", "gameframe",
+        "--port", f"tcp:{port}:interface={HOST}",
+        "--web", "none" if web_port is None else f"tcp:{web_port}:interface={HOST}",
+        *args,
+    ]  # fmt: skip
+    # twistd -n logs to its stdout: the log holds start-up failures too.
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            command,
+            cwd=directory,
+            env=twistd_env(),
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    server = RunningServer(process, port, web_port, log)
     try:
-        _wait_until_listening(process, port, log)
+        deadline = time.monotonic() + START_TIMEOUT
+        for listening in (port, web_port):
+            if listening is not None:
+                _wait_for_port(server, listening, deadline)
     except BaseException:
-        stop_server(ServerProcess(process, port, log))
+        stop_process(process)
         raise
-    return ServerProcess(process, port, log)
+    return server
 
 
-def stop_server(server: ServerProcess) -> None:
-    """Stop the server: SIGTERM (twistd shuts down in order), then SIGKILL if stuck."""
-    process = server.process
+def stop_process(process: subprocess.Popen[bytes]) -> int:
+    """
+    SIGTERM (twistd shuts down in order), then SIGKILL if it is stuck;
+    the exit status. Does nothing to a process that has already exited.
+    """
     if process.poll() is None:
         process.terminate()
         try:
@@ -117,13 +155,91 @@ def stop_server(server: ServerProcess) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=STOP_TIMEOUT)
+    return process.returncode
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """A real gameframe server for the tests of one module."""
-    running = start_server(tmp_path_factory.mktemp("server"))
+@contextlib.contextmanager
+def running_server(directory: Path, *args: str, web: bool = True) -> Iterator[RunningServer]:
+    """L{start_server}, stopped at the end of the block."""
+    server = start_server(directory, *args, web=web)
     try:
-        yield running
+        yield server
     finally:
-        stop_server(running)
+        stop_process(server.process)
+
+
+class LineClient:
+    """
+    A raw TCP client speaking JSON Lines, as a player in any language would;
+    a read that waits more than C{CLIENT_TIMEOUT} raises C{socket.timeout}.
+    """
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection((HOST, port), timeout=CLIENT_TIMEOUT)
+        self.buffer = b""
+        self.unread: list[dict[str, Any]] = []
+        self.welcome = self.expect("welcome")
+        self.player_id: str = self.welcome["player_id"]
+        self._ids = 0
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def write(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def send(self, **message: Any) -> None:
+        self.write(json.dumps(message).encode() + b"\n")
+
+    def _line(self) -> bytes | None:
+        """The next line, or None at EOF; socket.timeout if nothing comes."""
+        while b"\n" not in self.buffer:
+            data = self.sock.recv(65536)
+            if not data:
+                return None
+            self.buffer += data
+        line, self.buffer = self.buffer.split(b"\n", 1)
+        return line
+
+    def receive(self) -> dict[str, Any]:
+        if self.unread:
+            return self.unread.pop(0)
+        line = self._line()
+        assert line is not None, "the server closed the connection"
+        message = json.loads(line)
+        assert isinstance(message, dict)
+        return message
+
+    def expect(self, action: str, **fields: Any) -> dict[str, Any]:
+        """Read until a message with this action (and these fields); keep the others."""
+        skipped: list[dict[str, Any]] = []
+        try:
+            while True:
+                message = self.receive()
+                if message["action"] == action and all(
+                    message.get(k) == v for k, v in fields.items()
+                ):
+                    return message
+                skipped.append(message)
+        finally:
+            self.unread = skipped + self.unread
+
+    def request(self, action: str, **fields: Any) -> dict[str, Any]:
+        """Send with a fresh id; the reply echoing it."""
+        self._ids += 1
+        request_id = f"r{self._ids}"
+        self.send(action=action, id=request_id, **fields)
+        skipped: list[dict[str, Any]] = []
+        while True:
+            message = self.receive()
+            if message.get("id") == request_id:
+                self.unread = skipped + self.unread
+                return message
+            skipped.append(message)
+
+    def assert_closed(self) -> None:
+        """The server closes the connection (EOF) after anything already sent."""
+        while True:
+            line = self._line()
+            if line is None:
+                return

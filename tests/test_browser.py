@@ -23,7 +23,7 @@ from gameframe.mirror import StateMirror
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
 
-    from tests.conftest import RunningServer
+    from tests._server import RunningServer
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [

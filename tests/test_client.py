@@ -7,18 +7,18 @@ from typing import Any, Iterator
 import pytest
 
 from gameframe.client import ClientError, Disconnected, GameClient, _LineBuffer
-from tests._server import ServerProcess, free_port, server  # noqa: F401 (fixture)
+from tests._server import RunningServer, free_port
 
 TIMEOUT = 10.0
 
 
 @pytest.fixture
-def connect(server: ServerProcess) -> Iterator[Any]:
+def connect(gameframe_server: RunningServer) -> Iterator[Any]:
     """Connect clients to the server; all are closed at the end of the test."""
     clients: list[GameClient] = []
 
     def connect() -> GameClient:
-        client = GameClient.connect("127.0.0.1", server.port, timeout=TIMEOUT)
+        client = GameClient.connect("127.0.0.1", gameframe_server.port, timeout=TIMEOUT)
         clients.append(client)
         return client
 

@@ -2,191 +2,43 @@
 
 from __future__ import annotations
 
-import json
-import os
-import select
-import shutil
 import signal
 import socket
 import subprocess
-import sys
-import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 import pytest
+
+from tests._server import HOST, LineClient, RunningServer, running_server, twistd, twistd_env
 
 MAX_FRAME = 1024
 TIMEOUT = 10.0  # seconds: the bound on anything one step may wait for
 
 
-def twistd() -> str:
-    """The twistd of the Python running the tests (the venv's)."""
-    bin_dir = Path(sys.executable).parent
-    found = shutil.which("twistd", path=str(bin_dir))
-    assert found is not None, f"no twistd next to {sys.executable}"
-    return found
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def clean_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env.pop("PYTHONPATH", None)
-    return env
-
-
-class Server:
-    """One `twistd -n gameframe` subprocess, started in a temp directory."""
-
-    def __init__(self, workdir: Path, *args: str) -> None:
-        self.port = free_port()
-        self.log_path = workdir / f"twistd-{self.port}.log"
-        self._log = self.log_path.open("wb")
-        self.process = subprocess.Popen(
-            [twistd(), "-n", "--pidfile=", "gameframe",
-             "--port", f"tcp:{self.port}:interface=127.0.0.1", "--web", "none", *args],
-            cwd=workdir,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            env=clean_env(),
-        )
-
-    @property
-    def output(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def connect(self) -> Client:
-        """A connected client, retrying until the server listens (bounded)."""
-        deadline = time.monotonic() + TIMEOUT
-        while True:
-            if self.process.poll() is not None:
-                raise AssertionError(f"twistd exited {self.process.returncode}:\n{self.output}")
-            try:
-                sock = socket.create_connection(("127.0.0.1", self.port), timeout=TIMEOUT)
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise AssertionError(f"twistd never listened:\n{self.output}") from None
-                select.select([], [], [], 0.05)
-                continue
-            return Client(sock)
-
-    def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(TIMEOUT)
-        self._log.close()
-        return self.process.returncode
-
-
-class Client:
-    """A raw TCP client speaking JSON Lines, as a player in any language would."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self.buffer = b""
-        self.unread: list[dict[str, Any]] = []
-        self.welcome = self.expect("welcome")
-        self.player_id: str = self.welcome["player_id"]
-        self._ids = 0
-
-    def close(self) -> None:
-        self.sock.close()
-
-    def write(self, data: bytes) -> None:
-        self.sock.sendall(data)
-
-    def send(self, **message: Any) -> None:
-        self.write(json.dumps(message).encode() + b"\n")
-
-    def _line(self) -> bytes | None:
-        """The next line, or None at EOF; socket.timeout if nothing comes."""
-        while b"\n" not in self.buffer:
-            data = self.sock.recv(65536)
-            if not data:
-                return None
-            self.buffer += data
-        line, self.buffer = self.buffer.split(b"\n", 1)
-        return line
-
-    def receive(self) -> dict[str, Any]:
-        if self.unread:
-            return self.unread.pop(0)
-        line = self._line()
-        assert line is not None, "the server closed the connection"
-        message = json.loads(line)
-        assert isinstance(message, dict)
-        return message
-
-    def expect(self, action: str, **fields: Any) -> dict[str, Any]:
-        """Read until a message with this action (and these fields); keep the others."""
-        skipped: list[dict[str, Any]] = []
-        try:
-            while True:
-                message = self.receive()
-                if message["action"] == action and all(
-                    message.get(k) == v for k, v in fields.items()
-                ):
-                    return message
-                skipped.append(message)
-        finally:
-            self.unread = skipped + self.unread
-
-    def request(self, action: str, **fields: Any) -> dict[str, Any]:
-        """Send with a fresh id; the reply echoing it."""
-        self._ids += 1
-        request_id = f"r{self._ids}"
-        self.send(action=action, id=request_id, **fields)
-        skipped: list[dict[str, Any]] = []
-        while True:
-            message = self.receive()
-            if message.get("id") == request_id:
-                self.unread = skipped + self.unread
-                return message
-            skipped.append(message)
-
-    def assert_closed(self) -> None:
-        """The server closes the connection (EOF) after anything already sent."""
-        while True:
-            line = self._line()
-            if line is None:
-                return
-
-
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    running = Server(tmp_path_factory.mktemp("twistd"), "--max-frame", str(MAX_FRAME))
-    try:
-        running.connect().close()  # wait until it listens
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    with running_server(
+        tmp_path_factory.mktemp("twistd"), "--max-frame", str(MAX_FRAME), web=False
+    ) as running:
         yield running
-    finally:
-        running.stop()
 
 
 class Clients:
     """Opens clients on the shared server and closes them after the test."""
 
-    def __init__(self, server: Server) -> None:
+    def __init__(self, server: RunningServer) -> None:
         self.server = server
-        self.opened: list[Client] = []
+        self.opened: list[LineClient] = []
 
-    def new(self) -> Client:
+    def new(self) -> LineClient:
         client = self.server.connect()
         self.opened.append(client)
         return client
 
 
 @pytest.fixture
-def clients(server: Server) -> Iterator[Clients]:
+def clients(server: RunningServer) -> Iterator[Clients]:
     opened = Clients(server)
     try:
         yield opened
@@ -195,7 +47,7 @@ def clients(server: Server) -> Iterator[Clients]:
             client.close()
 
 
-def test_welcome(server: Server, clients: Clients) -> None:
+def test_welcome(server: RunningServer, clients: Clients) -> None:
     client = clients.new()
     assert client.welcome["server"] == "gameframe"
     assert isinstance(client.welcome["version"], str)
@@ -348,8 +200,7 @@ def test_bad_utf8_closes_the_connection(clients: Clients) -> None:
 
 
 def test_graceful_shutdown_tells_the_players(tmp_path: Path) -> None:
-    server = Server(tmp_path)
-    try:
+    with running_server(tmp_path, web=False) as server:
         player, idle = server.connect(), server.connect()
         room_id = player.request("create", room="chat")["room_id"]
         server.process.send_signal(signal.SIGTERM)
@@ -361,8 +212,6 @@ def test_graceful_shutdown_tells_the_players(tmp_path: Path) -> None:
             client.close()
         # twistd ends the way it was told to: a clean stop, or by the signal.
         assert server.process.wait(TIMEOUT) in (0, -signal.SIGTERM)
-    finally:
-        server.stop()
 
 
 def run_twistd(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -373,17 +222,17 @@ def run_twistd(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
         capture_output=True,
         text=True,
         timeout=TIMEOUT * 2,
-        env=clean_env(),
+        env=twistd_env(),
     )
 
 
 def test_a_port_in_use_fails_the_start_loudly(tmp_path: Path) -> None:
     with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
+        taken.bind((HOST, 0))
         taken.listen()
         port = taken.getsockname()[1]
         result = run_twistd(
-            tmp_path, "-n", "--pidfile=", "gameframe", "--port", f"tcp:{port}:interface=127.0.0.1",
+            tmp_path, "-n", "--pidfile=", "gameframe", "--port", f"tcp:{port}:interface={HOST}",
             "--web", "none",
         )
     assert result.returncode != 0

@@ -39,7 +39,7 @@ from gameframe.loadtest.session import PlayerSession, RoomDirectory
 from gameframe.loadtest.stats import MAX_VALUE, Histogram, Stats, summarize
 from gameframe.loadtest.transport import Target, is_loopback
 from gameframe.txclient import GameClientProtocol
-from tests.conftest import RunningServer
+from tests._server import RunningServer, free_port
 
 RUN_TIMEOUT = 60.0  # a whole 3-second run, start-up and shutdown included
 HTTP_TIMEOUT = 2.0
@@ -622,8 +622,6 @@ def test_two_processes_with_a_custom_player(
 
 
 def test_a_server_that_is_not_there(tmp_path: Path) -> None:
-    from tests.conftest import free_port
-
     process = subprocess.run(
         [sys.executable, "-m", "gameframe.loadtest", "--url",
          f"tcp://127.0.0.1:{free_port()}", "--players", "3", "--duration", "30", "--ramp", "0",

@@ -221,6 +221,12 @@ class ConnectionTests(ProtocolTestCase):
         self.assertTrue(conn.lost)
 
 
+def list_line(size: int) -> bytes:
+    """A C{list} request of exactly C{size} bytes (a long id), without its newline."""
+    head = b'{"action": "list", "id": "'
+    return head + b"x" * (size - len(head) - 2) + b'"}'
+
+
 class FatalInputTests(ProtocolTestCase):
     """Input the server cannot read past: an error, then the connection closes."""
 
@@ -233,8 +239,7 @@ class FatalInputTests(ProtocolTestCase):
 
     def test_frame_at_the_limit_is_accepted(self) -> None:
         conn = self.connected()
-        head = b'{"action": "list", "id": "'
-        line = head + b"x" * (MAX_FRAME - len(head) - 2) + b'"}'
+        line = list_line(MAX_FRAME)
         self.assertEqual(len(line), MAX_FRAME)
         conn.write(line + b"\r\n")
         self.assertEqual(conn.read()[0]["action"], "rooms")
@@ -242,8 +247,7 @@ class FatalInputTests(ProtocolTestCase):
 
     def test_frame_at_the_limit_split_before_its_newline(self) -> None:
         conn = self.connected()
-        head = b'{"action": "list", "id": "'
-        line = head + b"x" * (MAX_FRAME - len(head) - 2) + b'"}'
+        line = list_line(MAX_FRAME)
         # The whole line, then its CR, then its LF, each in its own chunk.
         conn.write(line)
         conn.write(b"\r")
@@ -254,8 +258,7 @@ class FatalInputTests(ProtocolTestCase):
 
     def test_line_over_the_limit(self) -> None:
         conn = self.connected()
-        head = b'{"action": "list", "id": "'
-        line = head + b"x" * (MAX_FRAME - len(head) - 1) + b'"}'
+        line = list_line(MAX_FRAME + 1)
         self.assertEqual(len(line), MAX_FRAME + 1)
         conn.write(b'{"action": "list", "id": 1}\n' + line + b'\n{"action": "list", "id": 2}\n')
         messages = conn.read()

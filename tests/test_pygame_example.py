@@ -10,14 +10,16 @@ from pathlib import Path
 from typing import Any
 
 from gameframe.client import GameClient
-from tests._server import ServerProcess, server  # noqa: F401 (fixture)
+from tests._server import RunningServer
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "pygame_arena.py"
 TIMEOUT = 30.0
 
 
-def test_the_pygame_example_joins_and_moves(server: ServerProcess, tmp_path: Path) -> None:
-    observer = GameClient.connect("127.0.0.1", server.port, timeout=TIMEOUT)
+def test_the_pygame_example_joins_and_moves(
+    gameframe_server: RunningServer, tmp_path: Path
+) -> None:
+    observer = GameClient.connect("127.0.0.1", gameframe_server.port, timeout=TIMEOUT)
     try:
         # The example's join_or_create finds this arena.
         room_id = observer.create("arena", timeout=TIMEOUT)["room_id"]
@@ -44,7 +46,7 @@ def test_the_pygame_example_joins_and_moves(server: ServerProcess, tmp_path: Pat
             sys.executable,
             str(EXAMPLE),
             "--host", "127.0.0.1",
-            "--port", str(server.port),
+            "--port", str(gameframe_server.port),
             "--frames", "60",
             "--auto",
             "--screenshot", str(screenshot),

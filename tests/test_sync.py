@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Hashable
+from typing import Any, Hashable, TypeVar
 
 import attrs
 from hypothesis import given, settings
@@ -153,12 +153,17 @@ class Plain(Room):
     """A room without state."""
 
 
-def alone_in_a_plain_room() -> tuple[Harness, FakeClient]:
-    """A harness with one player, in a room without state."""
-    kit = Harness({"plain": Plain})
+R = TypeVar("R", bound=Room)
+
+
+def alone_in(room_class: type[R]) -> tuple[Harness, FakeClient, R]:
+    """A harness with one player, alone in a room of this class; the room."""
+    kit = Harness({"solo": room_class})
     alice = kit.connect()
-    alice.join_or_create("plain")
-    return kit, alice
+    alice.join_or_create("solo")
+    room = kit.room_of(alice)
+    assert isinstance(room, room_class)
+    return kit, alice, room
 
 
 class RecordingLink(FakeLink):
@@ -256,7 +261,7 @@ class StateMessagesTests(SynchronousTestCase):
         self.assertEqual(alice.state["players"][alice.player_id]["x"], 1)
 
     def test_room_without_state_sends_none(self) -> None:
-        kit, alice = alone_in_a_plain_room()
+        kit, alice, _ = alone_in(Plain)
         kit.advance(1)
         self.assertEqual([m["action"] for m in alice.messages], ["welcome", "joined"])
 
@@ -273,11 +278,7 @@ class Ticker(Room):
 
 class SimulationClockTests(SynchronousTestCase):
     def test_ticks_at_the_rate_with_dt(self) -> None:
-        kit = Harness({"t": Ticker})
-        alice = kit.connect()
-        alice.join_or_create("t")
-        room = kit.room_of(alice)
-        assert isinstance(room, Ticker)
+        kit, _, room = alone_in(Ticker)
         kit.advance_ticks(20)
         self.assertEqual(room.ticks, 20)
         self.assertEqual(len(room.dts), 20)
@@ -286,21 +287,14 @@ class SimulationClockTests(SynchronousTestCase):
         self.assertEqual(room.tick_overruns, 0)
 
     def test_late_ticks_are_counted_as_overruns(self) -> None:
-        kit = Harness({"t": Ticker})
-        alice = kit.connect()
-        alice.join_or_create("t")
-        room = kit.room_of(alice)
-        assert isinstance(room, Ticker)
+        kit, _, room = alone_in(Ticker)
         kit.clock.advance(0.5)  # the reactor was busy for half a second
         self.assertEqual(room.ticks, 1)
         self.assertEqual(room.tick_overruns, 9)
         self.assertAlmostEqual(room.dts[-1], 0.5)
 
     def test_ticks_stop_on_dispose(self) -> None:
-        kit = Harness({"t": Ticker})
-        alice = kit.connect()
-        alice.join_or_create("t")
-        room = kit.room_of(alice)
+        kit, alice, room = alone_in(Ticker)
         alice.leave()
         self.assertTrue(room.disposed)
         kit.advance(1)
@@ -308,10 +302,7 @@ class SimulationClockTests(SynchronousTestCase):
         self.assertEqual(kit.clock.getDelayedCalls(), [])
 
     def test_set_tick_rate(self) -> None:
-        kit = Harness({"t": Ticker})
-        alice = kit.connect()
-        alice.join_or_create("t")
-        room = kit.room_of(alice)
+        kit, _, room = alone_in(Ticker)
         room.set_tick_rate(10)
         kit.advance(1.0001)
         self.assertEqual(room.ticks, 10)
@@ -325,17 +316,15 @@ class SimulationClockTests(SynchronousTestCase):
                 super().on_tick(dt)
                 raise ValueError("boom")
 
-        kit = Harness({"b": Broken})
-        alice = kit.connect()
-        alice.join_or_create("b")
+        kit, _, room = alone_in(Broken)
         kit.advance_ticks(3)
-        self.assertEqual(kit.room_of(alice).ticks, 3)
+        self.assertEqual(room.ticks, 3)
         self.assertEqual(len(self.flushLoggedErrors(ValueError)), 3)
 
 
 class NoStateTests(SynchronousTestCase):
     def test_sync_in_a_room_without_state_is_an_error(self) -> None:
-        _, alice = alone_in_a_plain_room()
+        _, alice, _ = alone_in(Plain)
         self.assertEqual(alice.request("sync")["code"], "no_state")
 
 
@@ -395,19 +384,13 @@ class EdgeTests(SynchronousTestCase):
             def on_tick(self, dt: float) -> None:
                 self.state["n"] += 1
 
-        kit = Harness({"c": Counter})
-        alice = kit.connect()
-        alice.join_or_create("c")
-        room = kit.room_of(alice)
+        kit, alice, room = alone_in(Counter)
         room.set_tick_rate(20)  # registered again, after the patch clock
         kit.advance_ticks(5)
         self.assertEqual(alice.state, room.state)
 
     def test_no_tick_is_lost_to_float_rounding(self) -> None:
-        kit = Harness({"t": Ticker})
-        alice = kit.connect()
-        alice.join_or_create("t")
-        room = kit.room_of(alice)
+        kit, _, room = alone_in(Ticker)
         for _ in range(500):
             kit.advance_ticks(1)
         self.assertEqual((room.ticks, room.tick_overruns), (500, 0))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any, AsyncIterator, Callable, TypeVar
 
 import attrs
@@ -10,6 +11,7 @@ import pytest_twisted
 from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
 from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.interfaces import IAddress, IListeningPort
+from twisted.internet.testing import StringTransport
 
 from gameframe.client import ClientError, Disconnected
 from gameframe.demo import DEMO_ROOMS
@@ -181,6 +183,53 @@ async def test_join_or_create_and_mirrors_agree(server: Server) -> None:
     assert "patch" in seen  # on_message sees every message
     # The mirror is the server's state, as JSON.
     assert avatar(alice, alice.player_id)["x"] == room.state.players[alice.player_id].x
+
+
+@pytest_twisted.ensureDeferred
+async def test_without_the_mirror_state_and_patches_pass_unapplied(server: Server) -> None:
+    alice = await server.connect()
+    factory = GameClientFactory(mirror=False)
+    bare = await bounded(connect(_reactor(), server.endpoint, factory))
+    server.clients.append(bare)
+    seen: list[str] = []
+    bare.on_message = lambda message: seen.append(message["action"])
+    joined = await bounded(alice.create("arena"))
+    assert (await bounded(bare.join(joined["room_id"])))["action"] == "joined"
+    # The session is kept as ever: only the state is not.
+    assert bare.room_id == joined["room_id"] and bare.room == "arena"
+    assert bare.token is not None
+    await until(alice, lambda: avatar(alice, bare.player_id) != {})
+    x, y = nearby(alice, alice.player_id)
+    alice.send("move", x=x, y=y)
+    await until(alice, lambda: at(alice, alice.player_id, x, y))
+    await until(bare, lambda: "patch" in seen)
+    assert "state" in seen  # on_message sees them all
+    assert bare.state.state is None and bare.state.seq is None
+    assert not bare.state.stale
+
+
+@pytest.mark.parametrize("mirror", [True, False])
+def test_a_gap_in_the_patches_asks_for_sync_only_when_mirroring(mirror: bool) -> None:
+    client = GameClientProtocol(mirror=mirror)
+    transport = StringTransport()
+    client.makeConnection(transport)
+    received = [
+        {"action": "welcome", "player_id": "p1"},
+        {"action": "joined", "player_id": "p1", "room_id": "r1", "room": "arena", "token": "t"},
+        {"action": "state", "seq": 1, "state": {"n": 1}},
+        {"action": "patch", "seq": 2, "patch": [{"op": "replace", "path": "/n", "value": 2}]},
+        {"action": "patch", "seq": 4, "patch": []},  # seq 3 is missing
+    ]
+    client.dataReceived(b"".join(json.dumps(m).encode() + b"\n" for m in received))
+    sent = [json.loads(line) for line in transport.value().splitlines()]
+    assert client.room_id == "r1" and client.token == "t"
+    if mirror:
+        assert client.state.state == {"n": 2} and client.state.stale
+        assert sent == [{"action": "sync"}]
+    else:
+        assert client.state.state is None and client.state.seq is None
+        assert not client.state.stale
+        assert sent == []
 
 
 @pytest_twisted.ensureDeferred
