@@ -62,9 +62,13 @@ def report(path: Path, title: str, ours: str, peers: list[str]) -> None:
 
 def main() -> None:
     results = Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).with_name("results"))
-    report(results / "relay" / "latest.json", "relay", "gameframe", ["asyncio-seed", "node-relay"])
+    relay = results / "relay" / "latest.json"
+    report(relay, "relay", "gameframe", ["asyncio-seed", "node-relay"])
+    report(relay, "relay, --flush-interval 20", "gameframe-batched", ["asyncio-seed", "node-relay"])
     report(results / "state" / "latest.json", "state sync", "gameframe-state", ["colyseus-state"])
-    report(results / "ws" / "latest.json", "WebSocket relay", "gameframe-ws", ["gameframe"])
+    ws = results / "ws" / "latest.json"
+    report(ws, "WebSocket relay vs TCP", "gameframe-ws", ["gameframe"])
+    report(ws, "WebSocket relay vs TCP, --flush-interval 20", "gameframe-ws-batched", ["gameframe-batched"])
 
 
 if __name__ == "__main__":

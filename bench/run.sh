@@ -15,9 +15,9 @@ scenario=${1:-all}
 shift || true
 
 serve() {  # the twistd command line peerbench starts, with {port} for it to fill in
-  echo "env PYTHONPATH=$repo $twistd -n --pidfile= gameframe --web none $*"
+  echo "env PYTHONPATH=$repo $twistd -n --pidfile= gameframe $*"
 }
-tcp="--port tcp:{port}:interface=127.0.0.1"
+tcp="--web none --port tcp:{port}:interface=127.0.0.1"
 
 run() {  # run NAME SERVERS... -- peerbench options
   local name=$1; shift
@@ -25,9 +25,12 @@ run() {  # run NAME SERVERS... -- peerbench options
   "$peerbench/run.sh" --outdir "$here/results/$name" "$@"
 }
 
+relay="--room relay=bench.rooms:RelayRoom"
+batched="--flush-interval ${FLUSH_MS:-20}"  # one send per player per 20 ms
 case $scenario in relay|all)
-  run relay --servers gameframe,asyncio-seed,node-relay \
-    --add "gameframe|9190|$here/adapter-tcp.js|$(serve "$tcp" --room relay=bench.rooms:RelayRoom)" "$@"
+  run relay --servers gameframe,gameframe-batched,asyncio-seed,node-relay \
+    --add "gameframe|9190|$here/adapter-tcp.js|$(serve "$tcp" $relay)" \
+    --add "gameframe-batched|9193|$here/adapter-tcp.js|$(serve "$tcp" $relay $batched)" "$@"
 esac
 case $scenario in state|all)
   run state --servers gameframe-state,colyseus-state --skip-idle \
@@ -35,10 +38,13 @@ case $scenario in state|all)
     --max-fails 99 \
     --add "gameframe-state|9191|$here/adapter-state.js|$(serve "$tcp" --room state=bench.rooms:StateRoom)" "$@"
 esac
+ws="--port tcp:0:interface=127.0.0.1 --web tcp:{port}:interface=127.0.0.1"
 case $scenario in ws|all)
-  run ws --servers gameframe-ws,gameframe --skip-idle --max-fails 9 \
+  run ws --servers gameframe-ws,gameframe,gameframe-ws-batched,gameframe-batched --skip-idle --max-fails 9 \
     --levels "${WS_LEVELS:-50x10x10,4x50x10}" \
-    --add "gameframe|9190|$here/adapter-tcp.js|$(serve "$tcp" --room relay=bench.rooms:RelayRoom)" \
-    --add "gameframe-ws|9192|$here/adapter-ws.js|$(serve --port tcp:0:interface=127.0.0.1 --web 'tcp:{port}:interface=127.0.0.1' --room relay=bench.rooms:RelayRoom)" "$@"
+    --add "gameframe|9190|$here/adapter-tcp.js|$(serve "$tcp" $relay)" \
+    --add "gameframe-ws|9192|$here/adapter-ws.js|$(serve "$ws" $relay)" \
+    --add "gameframe-batched|9193|$here/adapter-tcp.js|$(serve "$tcp" $relay $batched)" \
+    --add "gameframe-ws-batched|9194|$here/adapter-ws.js|$(serve "$ws" $relay $batched)" "$@"
 esac
 "$python" "$here/compare.py" "$here/results"

@@ -25,7 +25,7 @@ class FlushScheduler:
     """
 
     def __init__(self, clock: IReactorTime, interval: float = 0.0) -> None:
-        self._clock = clock
+        self.clock = clock
         self._interval = interval
         self._dirty: list[SendBuffer] = []
         self._call: IDelayedCall | None = None
@@ -33,7 +33,7 @@ class FlushScheduler:
     def schedule(self, buffer: SendBuffer) -> None:
         self._dirty.append(buffer)
         if self._call is None:
-            self._call = self._clock.callLater(self._interval, self.flush)
+            self._call = self.clock.callLater(self._interval, self.flush)
 
     def flush(self) -> None:
         """Flush every pending buffer now."""

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from twisted.internet.interfaces import IAddress, IReactorTime
+from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime
 from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
 
 from gameframe._link import DEFAULT_MAX_FRAME, DEFAULT_MAX_PENDING, BufferedLink
 from gameframe._sendpath import FlushScheduler, writer_for
 from gameframe.service import RoomService
+
+# Seconds a closing connection waits for the client to close its side.
+LINGER = 5.0
 
 __all__ = ["DEFAULT_MAX_FRAME", "DEFAULT_MAX_PENDING", "GameFactory", "GameProtocol"]
 
@@ -26,6 +29,7 @@ class GameProtocol(BufferedLink, Protocol):
     """
 
     _inbox = b""
+    _linger: IDelayedCall | None = None
     _direct = True  # send on the socket directly when it can (see SocketWriter)
 
     # -- connection lifecycle ------------------------------------------------
@@ -39,6 +43,8 @@ class GameProtocol(BufferedLink, Protocol):
         self._opened(writer_for(transport, self._max_pending, self._overflow, self._direct))
 
     def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:
+        if self._linger is not None and self._linger.active():
+            self._linger.cancel()
         self._closed()
 
     # -- input -----------------------------------------------------------------
@@ -83,7 +89,18 @@ class GameProtocol(BufferedLink, Protocol):
             self._inbox = b""
             if self._writer is not None:
                 self._writer.detach()  # a registered producer would keep it open
-            self.transport.loseConnection()
+            half_close = getattr(self.transport, "loseWriteConnection", None)
+            if half_close is None:
+                self.transport.loseConnection()
+                return
+            # Close our side only and read (and drop) what the client still
+            # sends until it closes too: closing with unread input would make
+            # the kernel reset the connection, and the client could lose our
+            # last message (the error saying why).
+            half_close()
+            self._linger = self._scheduler.clock.callLater(
+                LINGER, self.transport.abortConnection  # type: ignore[attr-defined]
+            )
 
 
 class GameFactory(Factory):

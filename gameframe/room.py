@@ -215,6 +215,13 @@ class Room:
             self._last_tick = self.clock.seconds()
             self._beat("tick", 1.0 / rate, self._tick, phase=0)
 
+    def set_patch_rate(self, seconds: float | None) -> None:
+        """Change the time between state patches (L{None}: only L{send_patches})."""
+        self._stop_beat("patch")
+        self.patch_rate = seconds  # type: ignore[misc]
+        if seconds and self._ready and not self._disposed:
+            self._beat("patch", seconds, lambda count: self.send_patches(), phase=1)
+
     def lock(self) -> None:
         """Take the room out of matchmaking (C{join} by id is refused too)."""
         self._locked = True
@@ -318,8 +325,7 @@ class Room:
         """Created: start the simulation and the patch clock."""
         self._ready = True
         self.set_tick_rate(self.tick_rate)
-        if self.patch_rate:
-            self._beat("patch", self.patch_rate, lambda count: self.send_patches(), phase=1)
+        self.set_patch_rate(self.patch_rate)
 
     def _beat(
         self, name: str, interval: float, beat: Callable[[int], None], phase: int

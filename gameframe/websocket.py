@@ -21,14 +21,22 @@ DEFAULT_PING_INTERVAL = 20.0
 
 
 
-def text_frame(payload: bytes) -> bytes:
-    """An unmasked, final RFC 6455 text frame (what a server sends)."""
-    size = len(payload)
+# The headers of unmasked, final text frames of 0 to 125 bytes, made once.
+_SHORT_HEADERS = tuple(bytes((0x81, size)) for size in range(126))
+
+
+def text_frame_header(size: int) -> bytes:
+    """The header of an unmasked, final RFC 6455 text frame (what a server sends)."""
     if size < 126:
-        return bytes((0x81, size)) + payload
+        return _SHORT_HEADERS[size]
     if size < 65536:
-        return struct.pack("!BBH", 0x81, 126, size) + payload
-    return struct.pack("!BBQ", 0x81, 127, size) + payload
+        return struct.pack("!BBH", 0x81, 126, size)
+    return struct.pack("!BBQ", 0x81, 127, size)
+
+
+def text_frame(payload: bytes) -> bytes:
+    """An unmasked, final RFC 6455 text frame holding C{payload}."""
+    return text_frame_header(len(payload)) + payload
 
 
 class WebSocketLink(BufferedLink):
@@ -147,7 +155,11 @@ class WebSocketLink(BufferedLink):
     # -- BufferedLink ----------------------------------------------------------
 
     def _frame(self, messages: list[bytes]) -> bytes:
-        return b"".join([text_frame(m) for m in messages])
+        parts = []
+        for message in messages:
+            parts.append(text_frame_header(len(message)))
+            parts.append(message)
+        return b"".join(parts)
 
     def _disconnect(self, abort: bool) -> None:
         if abort:

@@ -268,3 +268,22 @@ def test_twistd_help_lists_gameframe_from_another_directory(tmp_path: Path) -> N
     result = run_twistd(tmp_path, "gameframe", "--help")
     assert result.returncode == 0
     assert "--room" in result.stdout and "--port" in result.stdout
+
+
+def test_the_error_arrives_even_while_the_client_keeps_sending(clients: Clients) -> None:
+    """
+    The server closes only its side and drains what the client still sends,
+    so the kernel does not reset the connection and lose the error.
+    """
+    client = clients.new()
+    junk = b"x" * (256 * 1024)  # far past the limit, no newline
+    client.sock.setblocking(False)
+    sent = 0
+    try:
+        while sent < len(junk):
+            sent += client.sock.send(junk[sent:])
+    except BlockingIOError:
+        pass  # the server is not reading any more of it; fine
+    client.sock.settimeout(TIMEOUT)
+    assert client.expect("error")["code"] == "frame_too_large"
+    client.assert_closed()

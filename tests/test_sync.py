@@ -402,3 +402,23 @@ class EdgeTests(SynchronousTestCase):
         mirror.handle({"action": "state", "seq": 3, "state": {"a": 1}})
         mirror.handle({"action": "patch", "seq": 4, "patch": [{"op": "remove", "path": "/zzz"}]})
         self.assertTrue(mirror.stale)
+
+
+class PatchRateTests(SynchronousTestCase):
+    def test_set_patch_rate(self) -> None:
+        kit = Harness({"shared": Shared})
+        alice = kit.connect()
+        alice.join_or_create("shared")
+        room = kit.room_of(alice)
+        room.set_patch_rate(0.5)
+        alice.send("move", x=1)
+        kit.advance(0.3)
+        self.assertEqual(alice.received("patch"), [])
+        kit.advance(0.2)
+        self.assertEqual(len(alice.received("patch")), 1)
+        room.set_patch_rate(None)
+        alice.send("move", x=2)
+        kit.advance(5)
+        self.assertEqual(len(alice.received("patch")), 1)
+        room.send_patches()
+        self.assertEqual(alice.state["players"][alice.player_id]["x"], 2)
