@@ -288,6 +288,7 @@ class Room:
             "players": len(self.players),
             "max_players": self.max_players,
             "locked": self.locked,
+            "full": self.is_full,
             "metadata": self.metadata,
         }
 

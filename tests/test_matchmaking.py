@@ -50,7 +50,9 @@ class FilterTests(SynchronousTestCase):
         self.assertNotEqual(first, third)
         listed = {r["room_id"]: r for r in self.kit.connect().request("list", room="battle")["rooms"]}
         self.assertTrue(listed[first]["locked"])
+        self.assertTrue(listed[first]["full"])
         self.assertFalse(listed[third]["locked"])
+        self.assertFalse(listed[third]["full"])
 
     def test_metadata_is_listed(self) -> None:
         room_id = self.join(mode="duel", map="a")

@@ -28,7 +28,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
 
 
 def ws(server: RunningServer, **kwargs: Any) -> ClientConnection:
-    conn = connect(server.ws_url, open_timeout=5, **kwargs)
+    # Each test closes what it opens (in a finally), without a with block.
+    conn = connect(server.ws_url, open_timeout=5, **kwargs).__enter__()
     welcome = json.loads(conn.recv(timeout=5))
     assert welcome["action"] == "welcome"
     return conn

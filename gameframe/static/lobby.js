@@ -187,7 +187,7 @@ function renderRooms(rooms) {
       button.dataset.roomId = room.room_id;
       button.dataset.full = String(Boolean(full));
       button.disabled = Boolean(full);
-      button.textContent = room.locked ? "Locked" : full ? "Full" : "Join";
+      button.textContent = room.full ? "Full" : room.locked ? "Locked" : "Join";
       button.addEventListener("click", () => entering(() => client.join(room.room_id)));
       const action = document.createElement("td");
       action.append(button);
