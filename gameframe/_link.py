@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -24,6 +25,27 @@ DEFAULT_MAX_FRAME = 64 * 1024
 DEFAULT_MAX_PENDING = 4 * 1024 * 1024
 
 
+class LinkFactory:
+    """
+    What every connection of one listening endpoint shares: the rooms, the
+    limits, and one flush per reactor turn (or every C{flush_interval}
+    seconds: fewer sends, more latency).
+    """
+
+    def __init__(
+        self,
+        service: RoomService,
+        clock: IReactorTime,
+        max_frame: int = DEFAULT_MAX_FRAME,
+        max_pending: int = DEFAULT_MAX_PENDING,
+        flush_interval: float = 0.0,
+    ) -> None:
+        self.service = service
+        self.max_frame = max_frame
+        self.max_pending = max_pending
+        self.scheduler = FlushScheduler(clock, flush_interval)
+
+
 @implementer(IPlayerLink)
 class BufferedLink:
     """
@@ -41,19 +63,13 @@ class BufferedLink:
     log = Logger()
     player: Player
 
-    def __init__(
-        self,
-        service: RoomService,
-        scheduler: FlushScheduler,
-        max_frame: int = DEFAULT_MAX_FRAME,
-        max_pending: int = DEFAULT_MAX_PENDING,
-    ) -> None:
-        self._service = service
-        self._scheduler = scheduler
-        self._max_frame = max_frame
-        self._max_pending = max_pending
+    def __init__(self, factory: LinkFactory) -> None:
+        self._service = factory.service
+        self._scheduler = factory.scheduler
+        self._max_frame = factory.max_frame
+        self._max_pending = factory.max_pending
         self._closing = False
-        self._out = SendBuffer(scheduler, self._flush)
+        self._out = SendBuffer(factory.scheduler, self._flush)
         self._writer: TransportWriter | SocketWriter | None = None
 
     # -- for transports ------------------------------------------------------

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IAddress, IDelayedCall
 from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
 
-from gameframe._link import DEFAULT_MAX_FRAME, DEFAULT_MAX_PENDING, BufferedLink
-from gameframe._sendpath import FlushScheduler, writer_for
-from gameframe.service import RoomService
+from gameframe._link import DEFAULT_MAX_FRAME, DEFAULT_MAX_PENDING, BufferedLink, LinkFactory
+from gameframe._sendpath import writer_for
 
 # Seconds a closing connection waits for the client to close its side.
 LINGER = 5.0
@@ -103,29 +102,14 @@ class GameProtocol(BufferedLink, Protocol):
             )
 
 
-class GameFactory(Factory):
+class GameFactory(LinkFactory, Factory):
     """
     Makes a L{GameProtocol} for each TCP connection, all sharing one
     L{RoomService} and one flush per reactor turn (or every
     C{flush_interval} seconds: fewer sends, more latency).
     """
 
-    def __init__(
-        self,
-        service: RoomService,
-        clock: IReactorTime,
-        max_frame: int = DEFAULT_MAX_FRAME,
-        max_pending: int = DEFAULT_MAX_PENDING,
-        flush_interval: float = 0.0,
-    ) -> None:
-        self.service = service
-        self.max_frame = max_frame
-        self.max_pending = max_pending
-        self.scheduler = FlushScheduler(clock, flush_interval)
-
     def buildProtocol(self, addr: IAddress | None) -> GameProtocol:
-        protocol = GameProtocol(
-            self.service, self.scheduler, self.max_frame, self.max_pending
-        )
+        protocol = GameProtocol(self)
         protocol.factory = self
         return protocol

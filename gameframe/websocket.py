@@ -12,8 +12,8 @@ from twisted.web.resource import Resource
 from twisted.web.server import Request
 from twisted.web.websocket import WebSocketResource, WebSocketTransport
 
-from gameframe._link import DEFAULT_MAX_FRAME, DEFAULT_MAX_PENDING, BufferedLink
-from gameframe._sendpath import FlushScheduler, writer_for
+from gameframe._link import DEFAULT_MAX_FRAME, DEFAULT_MAX_PENDING, BufferedLink, LinkFactory
+from gameframe._sendpath import writer_for
 from gameframe.codec import BAD_MESSAGE, error_message
 from gameframe.service import RoomService
 
@@ -58,9 +58,7 @@ class WebSocketLink(BufferedLink):
         factory: WebSocketGameFactory,
         request: Request,
     ) -> None:
-        super().__init__(
-            factory.service, factory.scheduler, factory.max_frame, factory.max_pending
-        )
+        super().__init__(factory)
         self._factory = factory
         self._request = request
         self._meter = FrameMeter()
@@ -223,7 +221,7 @@ class FrameMeter:
                 self._message = 0
 
 
-class WebSocketGameFactory:
+class WebSocketGameFactory(LinkFactory):
     """
     Makes a L{WebSocketLink} for each WebSocket connection into the
     RoomService, refusing browsers from origins not allowed.
@@ -241,11 +239,8 @@ class WebSocketGameFactory:
         ping_interval: float = DEFAULT_PING_INTERVAL,
         flush_interval: float = 0.0,
     ) -> None:
-        self.service = service
-        self.max_frame = max_frame
-        self.max_pending = max_pending
+        super().__init__(service, clock, max_frame, max_pending, flush_interval)
         self.allowed_origins = frozenset(o.rstrip("/") for o in allowed_origins)
-        self.scheduler = FlushScheduler(clock, flush_interval)
         self.links: set[WebSocketLink] = set()
         self._pinger = LoopingCall(self._ping_all)
         self._pinger.clock = clock

@@ -9,7 +9,7 @@ from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase
 
 import gameframe
-from gameframe import GameError, Player, Room, RoomService, action
+from gameframe import GameError, Player, Room, action
 from gameframe.testing import FakeClient, Harness
 
 # Shared by the rooms and the links of a test, to check the order of events.
