@@ -81,6 +81,9 @@ class WebSocketLink(BufferedLink):
         # after the upgrade the WebSocket session's writer takes its place.
         # The 101 response may still sit in the transport: queue behind it.
         self._tcp.unregisterProducer()  # type: ignore[attr-defined]
+        set_no_delay = getattr(self._tcp, "setTcpNoDelay", None)
+        if set_no_delay is not None:
+            set_no_delay(True)  # game messages are small and late ones are stale
         writer = writer_for(self._tcp, self._max_pending, self._overflow, drained=False)
         self._factory.links.add(self)
         self._opened(writer)
