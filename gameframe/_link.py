@@ -69,6 +69,7 @@ class BufferedLink:
         self._max_frame = factory.max_frame
         self._max_pending = factory.max_pending
         self._closing = False
+        self._buffered = 0  # bytes appended since the last flush
         self._out = SendBuffer(factory.scheduler, self._flush)
         self._writer: TransportWriter | SocketWriter | None = None
 
@@ -85,7 +86,8 @@ class BufferedLink:
             if error.code == BAD_UTF8:
                 self._fatal(error.code, error.message)
             else:
-                self.send(error_message(error.code, error.message, error.request_id))
+                # In order with the replies to this connection's earlier requests.
+                self._service.receive(self.player, error)
             return
         self._service.receive(self.player, message)
 
@@ -117,8 +119,16 @@ class BufferedLink:
         self.send_encoded(encode(message))
 
     def send_encoded(self, data: bytes) -> None:
-        if not self._closing:
-            self._out.append(data)
+        if self._closing:
+            return
+        if self._buffered and self._buffered + len(data) > self._max_pending:
+            # More output in one turn than a client may have waiting at all
+            # (a flood of requests with big replies): stop here.
+            self._out.discard()
+            self._overflow()
+            return
+        self._buffered += len(data)
+        self._out.append(data)
 
     def close(self, code: str, message: str) -> None:
         self._close_with({"action": "disconnect", "code": code, "message": message})
@@ -134,6 +144,7 @@ class BufferedLink:
     # -- output and backpressure -----------------------------------------------
 
     def _flush(self, messages: list[bytes]) -> None:
+        self._buffered = 0
         if self._writer is not None:
             self._writer.write(self._frame(messages))
 

@@ -60,6 +60,9 @@ def _default(obj: Any) -> Any:
 
 _OPTIONS = orjson.OPT_NON_STR_KEYS
 
+# What a request id may be: anything a reply can echo cheaply and safely.
+_ID_TYPES = frozenset({str, int, float, type(None)})
+
 
 def encode(message: Mapping[str, Any]) -> bytes:
     """Encode one message as compact UTF-8 JSON, without framing."""
@@ -83,6 +86,8 @@ def decode(frame: bytes | str) -> Message:
         raise GameError(BAD_JSON, "the frame is not valid JSON") from None
     if type(message) is not dict:
         raise GameError(BAD_MESSAGE, "a message must be a JSON object")
+    if type(message.get("id")) not in _ID_TYPES:
+        raise GameError(BAD_MESSAGE, '"id" must be a string or a number')
     action = message.get("action")
     if type(action) is not str or not action:
         raise GameError(

@@ -93,6 +93,7 @@ class Room:
         self._drop_timers: dict[str, IDelayedCall] = {}
         self._beats: dict[str, Metronome] = {}  # by name; left on dispose
         self._unsynced: dict[str, Player] = {}  # joined before there was a state
+        self._joining: set[str] = set()  # seated, on_join still running
         self._loops: list[LoopingCall] = []  # stopped on dispose
         self._last_tick = 0.0
 
@@ -308,19 +309,27 @@ class Room:
         self.players[player.id] = player
         player.room = self
         player.hold()
+        self._joining.add(player.id)
         try:
             result = call(self.on_join, player, options)
         except BaseException:
+            self._joining.discard(player.id)
             self._unseat(player)
             raise
-        if isinstance(result, Deferred):
+        if not isinstance(result, Deferred):
+            self._joining.discard(player.id)
+            return result
 
-            def refused(failure: Any) -> Any:
-                self._unseat(player)
-                return failure
+        def joined(value: Any) -> Any:
+            self._joining.discard(player.id)
+            return value
 
-            result.addErrback(refused)
-        return result
+        def refused(failure: Any) -> Any:
+            self._joining.discard(player.id)
+            self._unseat(player)
+            return failure
+
+        return result.addCallbacks(joined, refused)
 
     def _start(self) -> None:
         """Created: start the simulation and the patch clock."""
@@ -387,6 +396,9 @@ class Room:
 
     def _drop(self, player: Player) -> None:
         """The player's connection dropped: hold its seat, or let it leave."""
+        if player.id in self._joining:
+            self._leave(player, "disconnect")  # never joined: no seat to hold
+            return
         try:
             hold_for = self.on_drop(player)
         except Exception:
@@ -396,6 +408,7 @@ class Room:
             self._leave(player, "disconnect")
             return
         self._sync.unsubscribe(player)
+        self._unsynced.pop(player.id, None)  # a reconnect sends a full state anyway
         player.hold(self.max_held_messages)
         self._drop_timers[player.id] = self.clock.callLater(
             hold_for, self._drop_expired, player
@@ -444,6 +457,11 @@ class Room:
         if self.players.get(player.id) is not player:
             return succeed(None)
         self._remove(player)
+        if player.id in self._joining:
+            # Gone before on_join finished: it never joined, so no on_leave.
+            self._joining.discard(player.id)
+            self._dispose_if_empty()
+            return succeed(None)
         done = self._hook(self.on_leave, player, reason)
         done.addCallback(lambda _: self._dispose_if_empty())
         return done
@@ -460,7 +478,12 @@ class Room:
         for player in players:
             player.send({"action": "left", "room_id": self.room_id, "reason": reason})
             self._remove(player)
-        leaving = [self._hook(self.on_leave, player, reason) for player in players]
+        leaving = [
+            self._hook(self.on_leave, player, reason)
+            for player in players
+            if player.id not in self._joining
+        ]
+        self._joining.clear()
         for name in list(self._beats):
             self._stop_beat(name)
         for loop in self._loops:

@@ -35,6 +35,12 @@ from gameframe.room import Room
 
 LobbyHandler = Callable[[Player, Message], Any]
 
+# Messages one connection may have waiting behind a request still running.
+MAX_QUEUED = 1000
+SERVER_SHUTDOWN = "server_shutdown"
+# Lobby actions refused once the server is shutting down.
+_JOINING = frozenset({"join_or_create", "create", "join", "reconnect"})
+
 
 def _new_id() -> str:
     return secrets.token_urlsafe(6)
@@ -58,7 +64,7 @@ class RoomService(Service):
         self.room_types: dict[str, type[Room]] = {}
         self.rooms: dict[str, Room] = {}
         self.players: dict[str, Player] = {}
-        self._queues: dict[Player, deque[Message]] = {}
+        self._queues: dict[IPlayerLink, deque[Message | GameError]] = {}
         self._stopping = False
         self._lobby: dict[str, LobbyHandler] = {
             "join_or_create": self._join_or_create,
@@ -110,8 +116,9 @@ class RoomService(Service):
         """
         if link is not None and player.link is not link:
             return
+        if player.link is not None:
+            self._queues.pop(player.link, None)
         player.link = None
-        self._queues.pop(player, None)
         self.players.pop(player.id, None)
         room = player.room
         if room is not None:
@@ -119,33 +126,49 @@ class RoomService(Service):
         if player.room is None:
             self._revoke(player)
 
-    def receive(self, player: Player, message: Message) -> None:
+    def receive(self, player: Player, message: Message | GameError) -> None:
         """
-        Handle one decoded message from a player. A player's messages are
-        handled in order: while one waits on a Deferred, the next ones queue.
+        Handle one decoded message from a player's connection, or the error
+        its bad input earned. A connection's messages are handled in order:
+        while one waits on a Deferred, the next ones queue (up to
+        C{MAX_QUEUED}; a client that sends more is disconnected), and each is
+        handled for the player the connection speaks for by then.
         """
-        queue = self._queues.get(player)
+        link = player.link
+        if link is None:
+            return
+        queue = self._queues.get(link)
         if queue is not None:
+            if len(queue) >= MAX_QUEUED:
+                self._queues.pop(link, None)
+                link.close("too_many_requests", "too many messages waiting for a reply")
+                return
             queue.append(message)
             return
         pending = self._handle(player, message)
         if pending is not None:
-            self._queues[player] = deque()
-            pending.addBoth(self._next, player)
+            queue = self._queues[link] = deque()
+            pending.addBoth(self._next, link, queue)
 
-    def _next(self, ignored: object, player: Player) -> None:
-        queue = self._queues.get(player)
+    def _next(self, ignored: object, link: IPlayerLink, queue: deque[Any]) -> None:
+        if self._queues.get(link) is not queue:
+            return  # the connection closed meanwhile
         while queue:
-            pending = self._handle(player, queue.popleft())
+            pending = self._handle(link.player, queue.popleft())
             if pending is not None:
-                pending.addBoth(self._next, player)
+                pending.addBoth(self._next, link, queue)
                 return
-        self._queues.pop(player, None)
+        del self._queues[link]
 
-    def _handle(self, player: Player, message: Message) -> Deferred[None] | None:
+    def _handle(self, player: Player, message: Message | GameError) -> Deferred[None] | None:
         """Handle one message; a Deferred if it is still running. Never raises."""
+        if isinstance(message, GameError):
+            player.send(error_message(message.code, message.message, message.request_id))
+            return None
         request_id = message.get("id")
         try:
+            if self._stopping and message["action"] in _JOINING:
+                raise GameError(SERVER_SHUTDOWN, "the server is shutting down")
             lobby = self._lobby.get(message["action"])
             if lobby is not None:
                 result = lobby(player, message)
@@ -286,6 +309,7 @@ class RoomService(Service):
         link = player.link
         assert link is not None
         self.players.pop(player.id, None)
+        player.link = None  # this connection's lobby player is done with
         previous = old.link
         if previous is not None:
             # The old connection is still open (not noticed dead yet): replace it.
@@ -373,6 +397,11 @@ class RoomService(Service):
         joining = room._join(player, options)
 
         def joined(_: object = None) -> None:
+            if room.players.get(player.id) is not player or room.disposed:
+                # Removed (dropped, kicked, disposed) while on_join ran.
+                raise GameError(
+                    ROOM_NOT_FOUND, f"room {room.room_id} closed while joining", request_id
+                )
             room._welcome(player, encode(self._joined(player, room, request_id)))
             self.log.info("{player} joined {room}", player=player, room=room)
 
@@ -428,10 +457,14 @@ class RoomService(Service):
         self._stopping = True
         disposing = [room._dispose("shutdown") for room in list(self.rooms.values())]
 
-        def close_all(_: object) -> None:
+        def close_all(_: object) -> Deferred[Any]:
             for player in list(self.players.values()):
                 if player.link is not None:
-                    player.link.close("server_shutdown", "the server is shutting down")
+                    player.link.close(SERVER_SHUTDOWN, "the server is shutting down")
+            # Rooms created while the first ones were going (a slow on_dispose).
+            return DeferredList(
+                [room._dispose("shutdown") for room in list(self.rooms.values())]
+            )
 
         return DeferredList(disposing).addCallback(close_all)
 

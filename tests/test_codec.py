@@ -106,7 +106,16 @@ def test_bad_message_when_action_is_missing_empty_or_not_a_string(frame: bytes) 
     assert decode_error(frame).code == "bad_message"
 
 
-@pytest.mark.parametrize("request_id", [7, "abc", [1, 2], {"k": "v"}])
+@pytest.mark.parametrize("request_id", [[1, 2], {"k": "v"}, True])
+def test_an_id_must_be_a_string_or_a_number(request_id: Any) -> None:
+    """A nested id could not be echoed (or could be, at great cost): refused."""
+    error = decode_error(encode({"id": request_id, "action": "list"}))
+    assert error.code == "bad_message"
+    assert error.request_id is None
+    assert "id" in error.message
+
+
+@pytest.mark.parametrize("request_id", [7, "abc", 1.5])
 def test_bad_message_echoes_the_id(request_id: Any) -> None:
     frame = encode({"id": request_id, "action": 3})
     error = decode_error(frame)

@@ -36,20 +36,22 @@ class Arena(Room):
     server moves each avatar toward its target at C{speed} units a second.
     Everyone sees everyone at C{state["players"][player_id]} (C{x}, C{y},
     C{connected}). A dropped player's seat is held for C{reconnect_timeout}
-    seconds (option C{hold}, default 30).
+    seconds (option C{hold}, default 30, at most 120).
     """
 
     max_players = 50
     tick_rate = 20
     patch_rate = 0.05
     reconnect_timeout = 30.0
+    max_hold = 120.0
     speed = 200.0
 
     def on_create(self, options: dict[str, Any]) -> None:
         self.state = ArenaState()
         hold = options.get("hold")
         if isinstance(hold, (int, float)) and not isinstance(hold, bool):
-            self.hold_seconds = max(0.0, float(hold))
+            # Clamped: a client must not keep an empty room ticking for days.
+            self.hold_seconds = min(max(0.0, float(hold)), self.max_hold)
         else:
             self.hold_seconds = self.reconnect_timeout
         self._random = random.Random(self.room_id)
