@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections.abc
 import inspect
 import types
 import typing
@@ -52,41 +53,143 @@ def action(name_or_func: Any = None) -> Any:
 
 Checker = Callable[[Any], bool]
 
+_SEQUENCES = (list, typing.List, typing.Sequence, collections.abc.Sequence)
+_MAPPINGS = (dict, typing.Dict, typing.Mapping, collections.abc.Mapping)
+
+
+def _anything(value: Any) -> bool:
+    return True
+
+
+@attrs.frozen
+class _Check:
+    """A predicate for one annotation, and how to name its type: one, and several."""
+
+    check: Checker
+    name: str
+    plural: str
+
 
 def _checker_for(annotation: Any) -> tuple[Checker, str]:
     """A predicate for one annotation, and how to name the type in errors."""
+    described = _describe(annotation)
+    return described.check, described.name
+
+
+def _describe(annotation: Any) -> _Check:
+    """
+    Check a JSON value against an annotation, recursively for containers.
+
+    @raise TypeError: the annotation cannot be checked against JSON.
+    """
     if annotation is inspect.Parameter.empty or annotation is Any:
-        return (lambda value: True), "any"
+        return _Check(_anything, "any", "values of any type")
     origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
     if origin is Union or origin is types.UnionType:
-        parts = [_checker_for(arg) for arg in typing.get_args(annotation)]
-        return (
-            lambda value: any(check(value) for check, _ in parts),
-            " or ".join(name for _, name in parts),
+        parts = [_describe(arg) for arg in args]
+        checks = [part.check for part in parts]
+        return _Check(
+            lambda value: any(check(value) for check in checks),
+            " or ".join(part.name for part in parts),
+            " or ".join(part.plural for part in parts),
         )
     if origin is typing.Literal:
-        allowed = typing.get_args(annotation)
-        return (
+        allowed = args
+        listed = ", ".join(repr(a) for a in allowed)
+        return _Check(
             lambda value: any(type(value) is type(a) and value == a for a in allowed),
-            "one of " + ", ".join(repr(a) for a in allowed),
+            "one of " + listed,
+            "values among " + listed,
         )
+    if annotation in (tuple, typing.Tuple):  # bare: any array
+        return _Check(_is_array, "an array", "arrays")
+    if origin is tuple:
+        return _tuple_of(annotation, args)
     if origin is not None:
         annotation = origin
     if annotation is type(None) or annotation is None:
-        return (lambda value: value is None), "null"
+        return _Check(lambda value: value is None, "null", "nulls")
     if annotation is bool:
-        return (lambda value: type(value) is bool), "a boolean"
+        return _Check(lambda value: type(value) is bool, "a boolean", "booleans")
     if annotation is int:
-        return (lambda value: type(value) is int), "an integer"
+        return _Check(lambda value: type(value) is int, "an integer", "integers")
     if annotation is float:
-        return (lambda value: type(value) in (int, float)), "a number"
+        return _Check(lambda value: type(value) in (int, float), "a number", "numbers")
     if annotation is str:
-        return (lambda value: type(value) is str), "a string"
-    if annotation in (list, tuple, typing.Sequence):
-        return (lambda value: type(value) is list), "an array"
-    if annotation in (dict, typing.Mapping):
-        return (lambda value: type(value) is dict), "an object"
+        return _Check(lambda value: type(value) is str, "a string", "strings")
+    if annotation in _SEQUENCES and len(args) <= 1:
+        return _array_of(args[0] if args else Any)
+    if annotation in _MAPPINGS:
+        return _object_of(args)
     raise TypeError(f"gameframe cannot check arguments of type {annotation!r}")
+
+
+def _is_array(value: Any) -> bool:
+    return type(value) is list
+
+
+def _is_object(value: Any) -> bool:
+    return type(value) is dict
+
+
+def _array_of(item_type: Any) -> _Check:
+    """list[X], Sequence[X], tuple[X, ...]: an array whose every item is an X."""
+    if item_type is Any:
+        return _Check(_is_array, "an array", "arrays")
+    item = _describe(item_type)
+    check_item = item.check
+    return _Check(
+        lambda value: type(value) is list and all(check_item(v) for v in value),
+        f"an array of {item.plural}",
+        f"arrays of {item.plural}",
+    )
+
+
+def _tuple_of(annotation: Any, args: tuple[Any, ...]) -> _Check:
+    """tuple[A, B]: an array of exactly that many items, each of its type."""
+    if len(args) == 2 and args[1] is Ellipsis:
+        return _array_of(args[0])
+    if not args:  # tuple[()]
+        return _Check(
+            lambda value: type(value) is list and not value, "an empty array", "empty arrays"
+        )
+    if Ellipsis in args:
+        raise TypeError(f"gameframe cannot check arguments of type {annotation!r}")
+    items = [_describe(arg) for arg in args]
+    checks = [item.check for item in items]
+    size = len(checks)
+    what = f"{size} item{'s' if size > 1 else ''} ({', '.join(i.name for i in items)})"
+    return _Check(
+        lambda value: type(value) is list
+        and len(value) == size
+        and all(check(v) for check, v in zip(checks, value)),
+        f"an array of {what}",
+        f"arrays of {what}",
+    )
+
+
+def _object_of(args: tuple[Any, ...]) -> _Check:
+    """dict[str, V], Mapping[str, V]: an object whose every value is a V."""
+    if not args:
+        return _Check(_is_object, "an object", "objects")
+    if len(args) != 2:
+        raise TypeError(f"gameframe cannot check a mapping typed with {args!r}")
+    key_type, value_type = args
+    if key_type is not str and key_type is not Any:
+        raise TypeError(
+            f"gameframe cannot check a mapping with {key_type!r} keys:"
+            " JSON object keys are strings, use str"
+        )
+    if value_type is Any:
+        return _Check(_is_object, "an object", "objects")
+    value = _describe(value_type)
+    check_value = value.check
+    return _Check(
+        lambda obj: type(obj) is dict and all(check_value(v) for v in obj.values()),
+        f"an object whose values are {value.plural}",
+        f"objects whose values are {value.plural}",
+    )
 
 
 @attrs.frozen

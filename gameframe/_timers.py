@@ -8,6 +8,9 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
 
+# The fewest tracked calls that trigger a sweep of the inactive ones.
+_MIN_SWEEP = 64
+
 
 @implementer(IReactorTime)
 class RoomClock:
@@ -24,6 +27,11 @@ class RoomClock:
     def __init__(self, clock: IReactorTime) -> None:
         self._clock = clock
         self._calls: set[IDelayedCall] = set()
+        # A call cancelled by its owner stays in _calls until a sweep (a call
+        # that runs removes itself). A sweep runs when the set has doubled
+        # since the last one: each callLater costs amortised O(1), and the set
+        # never holds more than twice the most calls pending at once (or 64).
+        self._sweep_at = _MIN_SWEEP
 
     def seconds(self) -> float:
         return self._clock.seconds()
@@ -40,8 +48,9 @@ class RoomClock:
                 return None
 
         call = self._clock.callLater(delay, run)
-        if len(self._calls) > 64:
+        if len(self._calls) >= self._sweep_at:
             self._calls = {c for c in self._calls if c.active()}
+            self._sweep_at = max(_MIN_SWEEP, 2 * len(self._calls))
         self._calls.add(call)
         return call
 
@@ -51,6 +60,7 @@ class RoomClock:
     def cancel_all(self) -> None:
         """Cancel every call still pending."""
         calls, self._calls = self._calls, set()
+        self._sweep_at = _MIN_SWEEP
         for call in calls:
             if call.active():
                 call.cancel()

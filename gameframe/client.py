@@ -70,7 +70,11 @@ class _LineBuffer:
     """JSON Lines framing for a client: bytes in, complete decoded messages out."""
 
     def __init__(self, max_line: int = DEFAULT_MAX_LINE) -> None:
-        self._partial = b""
+        # The start of a line not complete yet. It never holds a b"\n": only
+        # newly received bytes are searched, so a line that arrives in many
+        # pieces is scanned and copied a bounded number of times, not once
+        # per piece.
+        self._partial = bytearray()
         self._max_line = max_line
 
     def feed(self, data: bytes) -> list[Message]:
@@ -82,11 +86,27 @@ class _LineBuffer:
 
         @raise Disconnected: a line grew past the limit.
         """
-        buffer = self._partial + data if self._partial else data
-        lines = buffer.split(b"\n")
-        self._partial = lines.pop()
-        if len(self._partial) > self._max_line:
-            self._partial = b""
+        partial = self._partial
+        lines: list[bytes] | list[bytearray]
+        if partial:
+            scanned = len(partial)
+            partial += data
+            end = partial.rfind(b"\n", scanned)
+            if end >= 0:
+                lines = partial[:end].split(b"\n")
+                del partial[: end + 1]
+            else:
+                lines = []
+        else:
+            end = data.rfind(b"\n")
+            if end >= 0:
+                lines = data[:end].split(b"\n")
+                partial += data[end + 1 :]
+            else:
+                lines = []
+                partial += data
+        if len(partial) > self._max_line:
+            partial.clear()
             raise Disconnected(
                 "frame_too_large", f"the server sent a line over {self._max_line} bytes"
             )

@@ -333,3 +333,174 @@ def test_room_actions_cannot_take_lobby_names() -> None:
             @action("list")
             def listing(self, player: Any) -> None:
                 pass
+
+
+class Containers(Room):
+    """Parameterised container annotations: their items are checked too."""
+
+    def on_create(self, options: dict) -> None:  # type: ignore[type-arg]
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+
+    def _record(self, name: str, **kwargs: Any) -> dict[str, Any]:
+        self.calls.append((name, kwargs))
+        return kwargs
+
+    @action
+    def ints(self, player: Player, cells: list[int]) -> Any:
+        return self._record("ints", cells=cells)
+
+    @action
+    def scores(self, player: Player, value: dict[str, int]) -> Any:
+        return self._record("scores", value=value)
+
+    @action
+    def point(self, player: Player, value: tuple[float, float]) -> Any:
+        return self._record("point", value=value)
+
+    @action
+    def any_ints(self, player: Player, value: tuple[int, ...]) -> Any:
+        return self._record("any_ints", value=value)
+
+    @action
+    def names(self, player: Player, value: typing.Sequence[str]) -> Any:
+        return self._record("names", value=value)
+
+    @action
+    def counts(self, player: Player, value: typing.Mapping[str, int]) -> Any:
+        return self._record("counts", value=value)
+
+    @action
+    def grid(self, player: Player, value: list[list[int]]) -> Any:
+        return self._record("grid", value=value)
+
+    @action
+    def maybe_names(self, player: Player, value: Optional[list[str]]) -> Any:
+        return self._record("maybe_names", value=value)
+
+    @action
+    def path(self, player: Player, value: list[tuple[int, int]]) -> Any:
+        return self._record("path", value=value)
+
+    @action
+    def loose(self, player: Player, value: list[Any], extra: dict[str, Any]) -> Any:
+        return self._record("loose", value=value, extra=extra)
+
+
+class ContainerCheckingTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.kit = Harness({"containers": Containers})
+        self.client: FakeClient = self.kit.connect()
+        joined = self.client.join_or_create("containers")
+        assert joined["action"] == "joined", joined
+        self.room = typing.cast(Containers, self.kit.room_of(self.client))
+
+    accepted = ArgumentCheckingTests.accepted
+    refused = ArgumentCheckingTests.refused
+
+    def tearDown(self) -> None:
+        # A wrong item never reaches a handler (no internal_error logged).
+        self.assertEqual(self.flushLoggedErrors(), [])
+
+    def test_list_items(self) -> None:
+        self.assertEqual(self.accepted("ints", cells=[1, 2, 3]), {"cells": [1, 2, 3]})
+        self.assertEqual(self.accepted("ints", cells=[]), {"cells": []})
+        for bad in (["1"], [1, 2.5], [1, True], [None], [[1]], {"a": 1}, 1):
+            message = self.refused("ints", cells=bad)
+            self.assertIn("cells must be an array of integers", message)
+
+    def test_dict_values(self) -> None:
+        self.assertEqual(self.accepted("scores", value={"a": 1}), {"value": {"a": 1}})
+        self.assertEqual(self.accepted("scores", value={}), {"value": {}})
+        for bad in ({"a": "1"}, {"a": 1, "b": None}, {"a": 1.5}, [1], "a"):
+            message = self.refused("scores", value=bad)
+            self.assertIn("value must be an object whose values are integers", message)
+
+    def test_fixed_tuple(self) -> None:
+        self.assertEqual(self.accepted("point", value=[1.5, 2]), {"value": [1.5, 2]})
+        for bad in ([1.5], [1, 2, 3], [], [1, "2"], ["1", 2], [True, 1], {"0": 1}, None):
+            message = self.refused("point", value=bad)
+            self.assertIn("value must be an array of 2 items (a number, a number)", message)
+
+    def test_open_tuple(self) -> None:
+        self.assertEqual(self.accepted("any_ints", value=[]), {"value": []})
+        self.assertEqual(self.accepted("any_ints", value=[1, 2, 3]), {"value": [1, 2, 3]})
+        for bad in ([1, "2"], [1.0], "12"):
+            message = self.refused("any_ints", value=bad)
+            self.assertIn("value must be an array of integers", message)
+
+    def test_sequence_and_mapping(self) -> None:
+        self.assertEqual(self.accepted("names", value=["a", "b"]), {"value": ["a", "b"]})
+        # A JSON string is not an array, though a str is a Sequence.
+        for bad in ("ab", ["a", 1], [None]):
+            message = self.refused("names", value=bad)
+            self.assertIn("value must be an array of strings", message)
+        self.assertEqual(self.accepted("counts", value={"x": 2}), {"value": {"x": 2}})
+        for bad in ({"x": "2"}, ["x"]):
+            message = self.refused("counts", value=bad)
+            self.assertIn("value must be an object whose values are integers", message)
+
+    def test_nested(self) -> None:
+        grid = [[1, 2], [], [3]]
+        self.assertEqual(self.accepted("grid", value=grid), {"value": grid})
+        for bad in ([1, 2], [[1], ["2"]], [[1], None], [[[1]]]):
+            message = self.refused("grid", value=bad)
+            self.assertIn("value must be an array of arrays of integers", message)
+        path = [[0, 0], [0, 1]]
+        self.assertEqual(self.accepted("path", value=path), {"value": path})
+        for bad in ([[0, 0], [0]], [[0, 0.5]], [0, 0]):
+            message = self.refused("path", value=bad)
+            self.assertIn(
+                "value must be an array of arrays of 2 items (an integer, an integer)",
+                message,
+            )
+
+    def test_optional_container(self) -> None:
+        self.assertEqual(self.accepted("maybe_names", value=None), {"value": None})
+        self.assertEqual(self.accepted("maybe_names", value=["a"]), {"value": ["a"]})
+        for bad in ([None], ["a", 1], "a"):
+            message = self.refused("maybe_names", value=bad)
+            self.assertIn("value must be an array of strings or null", message)
+
+    def test_any_items_take_anything(self) -> None:
+        value, extra = [1, "x", None, [2], {"a": 1}], {"a": [1], "b": None}
+        self.assertEqual(
+            self.accepted("loose", value=value, extra=extra), {"value": value, "extra": extra}
+        )
+        self.assertIn("value must be an array", self.refused("loose", value={}, extra={}))
+        self.assertIn("extra must be an object", self.refused("loose", value=[], extra=[]))
+
+
+@pytest.mark.parametrize(
+    "annotation", [dict[int, str], typing.Mapping[float, int], dict[Literal["a"], int]]
+)
+def test_mappings_without_string_keys_fail_at_class_definition(annotation: Any) -> None:
+    with pytest.raises(TypeError, match="keys are strings"):
+
+        class Bad(Room):
+            @action
+            def go(self, player: Player, table: annotation) -> None:  # type: ignore[valid-type]
+                pass
+
+
+def test_mappings_with_any_keys_are_objects() -> None:
+    class Fine(Room):
+        @action
+        def go(self, player: Player, table: dict[Any, int]) -> Any:
+            return table
+
+    kit = Harness({"fine": Fine})
+    client = kit.connect()
+    client.join_or_create("fine")
+    assert client.request("go", table={"a": 1})["result"] == {"a": 1}
+    reply = client.request("go", table={"a": "1"})
+    assert reply["code"] == "bad_arguments"
+    assert "table must be an object whose values are integers" in reply["message"]
+
+
+def test_uncheckable_item_types_fail_at_class_definition() -> None:
+    with pytest.raises(TypeError):
+
+        class Bad(Room):
+            @action
+            def go(self, player: Player, when: list[complex]) -> None:
+                pass

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Iterator
 
+import orjson
 import pytest
 
 from gameframe.client import ClientError, Disconnected, GameClient, _LineBuffer
@@ -264,3 +265,41 @@ def test_line_buffer_joins_partial_lines() -> None:
     with pytest.raises(Disconnected) as raised:
         lines.feed(b"x" * 101)
     assert raised.value.code == "frame_too_large"
+
+
+def test_line_buffer_parses_a_line_in_many_small_pieces_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    parsed: list[bytes] = []
+    loads = orjson.loads
+
+    def counting_loads(line: Any) -> Any:
+        parsed.append(bytes(line))
+        return loads(line)
+
+    monkeypatch.setattr(orjson, "loads", counting_loads)  # the client's orjson
+    big = {"action": "state", "cells": list(range(5000)), "name": "x" * 3000}
+    line = orjson.dumps(big) + b"\n"
+    small = b'{"action":"after"}\n'
+    stream = line + small + line
+    lines = _LineBuffer(max_line=len(line))
+    got: list[dict[str, Any]] = []
+    for start in range(0, len(stream), 7):
+        piece = stream[start : start + 7]
+        messages = lines.feed(piece)
+        if messages:
+            # A message comes out with the piece that ends its line, not before.
+            assert b"\n" in piece
+        got.extend(messages)
+    assert got == [big, {"action": "after"}, big]
+    assert parsed == [line[:-1], small[:-1], line[:-1]]
+
+    # The limit still holds for a line that grows a piece at a time.
+    parsed.clear()
+    with pytest.raises(Disconnected) as raised:
+        for start in range(0, len(line), 7):
+            lines.feed(b"x" + line[start : start + 7])
+    assert raised.value.code == "frame_too_large"
+    assert parsed == []
+    # After the refusal the buffer starts afresh.
+    assert lines.feed(b"\n" + small) == [{"action": "after"}]
