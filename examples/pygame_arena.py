@@ -39,6 +39,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--auto", action="store_true", help="move by itself (walks a circle)"
     )
     parser.add_argument("--fps", type=int, default=60, help="frames per second")
+    parser.add_argument(
+        "--room-id", help="join this arena room (e.g. one open in a browser); default: any"
+    )
     parser.add_argument("--screenshot", help="save the last frame to this PNG file")
     return parser.parse_args(argv)
 
@@ -83,7 +86,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"cannot connect to {args.host}:{args.port}: {e}", file=sys.stderr)
             return 2
         try:
-            joined = client.join_or_create("arena")
+            if args.room_id:
+                joined = client.join(args.room_id)
+            else:
+                joined = client.join_or_create("arena")
         except ClientError as e:
             print(f"cannot join the arena: {e}", file=sys.stderr)
             return 1

@@ -13,7 +13,10 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import pytest
@@ -26,6 +29,7 @@ if TYPE_CHECKING:
     from tests._server import RunningServer
 
 CHROMIUM = "/usr/bin/chromium"
+PYGAME_EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "pygame_arena.py"
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -208,7 +212,9 @@ def near(avatar: dict[str, Any], x: float, y: float) -> bool:
 # -- the tests ----------------------------------------------------------------------
 
 
-def test_arena_two_pages_and_a_tcp_player(pages: Pages, tcp_player: TcpPlayer) -> None:
+def test_arena_two_pages_a_tcp_player_and_pygame(
+    pages: Pages, tcp_player: TcpPlayer, gameframe_server: RunningServer
+) -> None:
     # Page 1 starts an arena from the lobby.
     first = pages.open()
     first.click("#play-arena")
@@ -263,10 +269,53 @@ def test_arena_two_pages_and_a_tcp_player(pages: Pages, tcp_player: TcpPlayer) -
         f'#arena-players li[data-player-id="{tcp_id}"][data-x="100"][data-y="500"]'
     )
 
+    # A pygame client (the example, headless) joins the same room and walks:
+    # both pages see it.
+    def walks(pid: str) -> None:
+        wait_for_client(second, "client.state.players[arg] !== undefined", pid)
+        start = client_value(second, f"client.state.players[{json.dumps(pid)}]")
+        wait_for_client(
+            second,
+            "(p => p && (p.x !== arg.x || p.y !== arg.y))(client.state.players[arg.id])",
+            {"id": pid, "x": start["x"], "y": start["y"]},
+            timeout=WALK_MS,
+        )
+        wait_for_client(first, "client.state.players[arg] !== undefined", pid)
+
+    pygame_id = run_pygame_example(gameframe_server, room_id, walks)
+    assert pygame_id not in (first_id, second_id, tcp_player.player_id)
+
     # Its connection drops: the seat is held and the pages grey it out.
     tcp_player.close()
     second.wait_for_selector(f'#arena-players li[data-player-id="{tcp_id}"][data-connected="false"]')
     assert client_value(first, f"client.state.players[{json.dumps(tcp_id)}].connected") is False
+
+
+def run_pygame_example(server: RunningServer, room_id: str, seen: Any) -> str:
+    """
+    Run examples/pygame_arena.py headless in C{room_id}; once it says it
+    joined, call C{seen(player_id)} (which waits for the pages to see it),
+    then let it finish. Its player id.
+    """
+    env = {**os.environ, "SDL_VIDEODRIVER": "dummy", "SDL_AUDIODRIVER": "dummy",
+           "PYGAME_HIDE_SUPPORT_PROMPT": "1"}
+    command = [sys.executable, str(PYGAME_EXAMPLE), "--port", str(server.port),
+               "--room-id", room_id, "--frames", "180", "--auto"]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline().decode()  # "joined ROOM as PLAYER"
+        assert line.startswith(f"joined {room_id} as "), line + process.stderr.read().decode()
+        player_id = line.split()[-1]
+        seen(player_id)
+        out, err = process.communicate(timeout=60)
+        assert process.returncode == 0, err.decode()
+        return player_id
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
 
 
 def test_arena_page_takes_its_seat_back(pages: Pages) -> None:
