@@ -335,15 +335,8 @@ def test_room_actions_cannot_take_lobby_names() -> None:
                 pass
 
 
-class Containers(Room):
+class Containers(Checked):
     """Parameterised container annotations: their items are checked too."""
-
-    def on_create(self, options: dict) -> None:  # type: ignore[type-arg]
-        self.calls: list[tuple[str, dict[str, Any]]] = []
-
-    def _record(self, name: str, **kwargs: Any) -> dict[str, Any]:
-        self.calls.append((name, kwargs))
-        return kwargs
 
     @action
     def ints(self, player: Player, cells: list[int]) -> Any:
