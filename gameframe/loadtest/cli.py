@@ -1,4 +1,4 @@
-"""The gameframe-loadtest command: options, checks, logging, and the one place that uses the global reactor."""
+"""The gameframe-loadtest command: options, checks, logging; run under Twisted's react(), which picks the reactor."""
 
 from __future__ import annotations
 
@@ -11,7 +11,10 @@ import time
 from typing import Any, Sequence
 
 import orjson
+from twisted.internet.defer import Deferred
+from twisted.internet.task import react
 from twisted.logger import ILogObserver, LogLevel, formatEventAsClassicLogText, globalLogBeginner
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from gameframe.client import ClientError
@@ -343,7 +346,7 @@ def _raise_file_limit(connections: int) -> None:
             pass
 
 
-def _run_worker(reactor: Any) -> int:
+def _run_worker(reactor: Any) -> Deferred[None]:
     """A worker: the plan comes on stdin, reports go to stdout (JSON lines)."""
     from twisted.internet.stdio import StandardIO
 
@@ -362,7 +365,6 @@ def _run_worker(reactor: Any) -> int:
         return make_runner(reactor, plan, process, player_class, directory=directory)
 
     worker = Worker(reactor, runner)
-    worker.finished.addBoth(lambda _: reactor.stop())
 
     def started() -> None:
         # Ctrl-C reaches the whole process group: the parent decides.
@@ -370,8 +372,7 @@ def _run_worker(reactor: Any) -> int:
         StandardIO(worker, stdin=0, stdout=pipe, reactor=reactor)  # type: ignore[call-arg]
 
     reactor.callWhenRunning(started)
-    reactor.run()
-    return EXIT_CLEAN
+    return worker.finished.addBoth(lambda _: None)  # exit status 0
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -381,15 +382,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     if not worker:
         options, plan, player_class = parse(arguments)
     globalLogBeginner.beginLoggingTo([_StderrLog()], redirectStandardIO=False)
-    from twisted.internet import reactor
-
+    # react() picks the reactor, runs it, and exits with the status the
+    # Deferred ends with (a SystemExit carries ours).
     if worker:
-        sys.exit(_run_worker(reactor))
-    sys.exit(_run(reactor, options, plan, player_class))
+        react(_run_worker)
+    react(lambda reactor: _run(reactor, options, plan, player_class))
 
 
-def _run(reactor: Any, options: Any, plan: Plan, player_class: type[SimulatedPlayer]) -> int:
-    from gameframe.loadtest.control import LoadTest, clean
+def _run(
+    reactor: Any, options: Any, plan: Plan, player_class: type[SimulatedPlayer]
+) -> Deferred[None]:
+    from gameframe.loadtest.control import LoadTest
     from gameframe.loadtest.display import Dashboard
 
     if plan.processes == 1:
@@ -399,19 +402,22 @@ def _run(reactor: Any, options: Any, plan: Plan, player_class: type[SimulatedPla
     if not options.no_display and sys.stderr.isatty():
         display = Dashboard({**run, "target": plan.url, "duration": plan.duration})
     test = LoadTest(reactor, plan, player_class, run, display)
-    outcome: dict[str, Any] = {}
+    done: Deferred[None] = Deferred()
+
+    def end(status: int) -> None:
+        if not done.called:
+            done.errback(Failure(SystemExit(status)))
 
     def finished(summary: dict[str, Any]) -> None:
-        outcome["summary"] = summary
-        reactor.stop()
+        end(_report(options, summary))
 
-    def failed(failure: Any) -> None:
+    def failed(failure: Failure) -> None:
         failure.printTraceback(file=sys.stderr)
-        reactor.stop()
+        end(EXIT_PROBLEMS)
 
     def interrupt(signum: int, frame: Any) -> None:
         if test.interrupted:
-            reactor.callFromThread(reactor.stop)  # a second Ctrl-C: now
+            reactor.callFromThread(end, EXIT_PROBLEMS)  # a second Ctrl-C: now
         else:
             reactor.callFromThread(test.stop)
 
@@ -420,10 +426,13 @@ def _run(reactor: Any, options: Any, plan: Plan, player_class: type[SimulatedPla
         test.run().addCallbacks(finished, failed)
 
     reactor.callWhenRunning(started)
-    reactor.run()
-    summary = outcome.get("summary")
-    if summary is None:
-        return EXIT_PROBLEMS
+    return done
+
+
+def _report(options: Any, summary: dict[str, Any]) -> int:
+    """Write the JSON summary; the exit status it calls for."""
+    from gameframe.loadtest.control import clean
+
     text = orjson.dumps(summary, option=orjson.OPT_INDENT_2) + b"\n"
     if options.json:
         with open(options.json, "wb") as f:
