@@ -7,24 +7,28 @@ from typing import Any, Mapping
 import attrs
 import orjson
 
-# Stable error codes: clients in any language code against these strings.
-BAD_JSON = "bad_json"
-BAD_UTF8 = "bad_utf8"
-BAD_MESSAGE = "bad_message"
-UNKNOWN_ACTION = "unknown_action"
-BAD_ARGUMENTS = "bad_arguments"
-NOT_IN_ROOM = "not_in_room"
-ALREADY_IN_ROOM = "already_in_room"
-ROOM_NOT_FOUND = "room_not_found"
-ROOM_FULL = "room_full"
-ROOM_LOCKED = "room_locked"
-UNKNOWN_ROOM_TYPE = "unknown_room_type"
-INTERNAL_ERROR = "internal_error"
-FRAME_TOO_LARGE = "frame_too_large"
-INVALID_TOKEN = "invalid_token"
-NO_STATE = "no_state"
+# The codes live in vocabulary; re-exported here for existing imports.
+from gameframe.vocabulary import (  # noqa: F401
+    ALREADY_IN_ROOM,
+    BAD_ARGUMENTS,
+    BAD_JSON,
+    BAD_MESSAGE,
+    BAD_UTF8,
+    FRAME_TOO_LARGE,
+    INTERNAL_ERROR,
+    INVALID_TOKEN,
+    NO_STATE,
+    NOT_IN_ROOM,
+    ROOM_FULL,
+    ROOM_LOCKED,
+    ROOM_NOT_FOUND,
+    UNKNOWN_ACTION,
+    UNKNOWN_ROOM_TYPE,
+    Message,
+    error_message,
+)
 
-Message = dict[str, Any]
+
 
 
 class GameError(Exception):
@@ -95,12 +99,4 @@ def decode(frame: bytes | str) -> Message:
             'a message needs an "action" that is a non-empty string',
             message.get("id"),
         )
-    return message
-
-
-def error_message(code: str, text: str, request_id: Any = None) -> Message:
-    """Build the C{error} message, echoing the request's C{id} when it had one."""
-    message: Message = {"action": "error", "code": code, "message": text}
-    if request_id is not None:
-        message["id"] = request_id
     return message
