@@ -18,6 +18,12 @@ class IPlayerLink(Interface):
         " connect, and again when a reconnect moves the connection to a held seat."
     )
 
+    congested = Attribute(
+        "True while the connection's socket is backed up (the client is not"
+        " reading what was sent): state patches are skipped for it, and it gets"
+        " one full state when it drains."
+    )
+
     def send(message: Mapping[str, Any]) -> None:
         """Encode one message and send it."""
 

@@ -58,9 +58,18 @@ class RoomService(Service):
     log = Logger()
 
     def __init__(
-        self, clock: IReactorTime, room_types: Mapping[str, type[Room]] = {}
+        self,
+        clock: IReactorTime,
+        room_types: Mapping[str, type[Room]] = {},
+        *,
+        authenticate: Callable[[str], Any] | None = None,
+        require_auth: bool = False,
+        shutdown_timeout: float = 10.0,
     ) -> None:
         self._clock = clock
+        self._authenticate = authenticate
+        self._require_auth = require_auth
+        self._shutdown_timeout = shutdown_timeout
         self.room_types: dict[str, type[Room]] = {}
         self.rooms: dict[str, Room] = {}
         self.players: dict[str, Player] = {}

@@ -25,6 +25,7 @@ class FakeLink:
     """
 
     player: Player
+    congested = False
 
     def __init__(self) -> None:
         self.messages: list[Message] = []
