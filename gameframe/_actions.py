@@ -6,11 +6,13 @@ import collections.abc
 import inspect
 import types
 import typing
+import weakref
 from typing import Any, Callable, TypeVar, Union
 
 import attrs
 
 from gameframe.codec import BAD_ARGUMENTS, GameError
+from gameframe.vocabulary import LOBBY_ACTIONS
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -18,6 +20,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 RESERVED_FIELDS = frozenset({"action", "id"})
 
 _ACTION_NAME = "__gameframe_action__"
+_ACTION_RATE = "__gameframe_action_rate__"
 
 _POSITIONAL = (
     inspect.Parameter.POSITIONAL_ONLY,
@@ -25,27 +28,38 @@ _POSITIONAL = (
 )
 
 
-def action(name_or_func: Any = None) -> Any:
+def action(
+    name_or_func: Any = None, *, rate: float | None = None, burst: int | None = None
+) -> Any:
     """
     Declare a Room method as the handler of a client action.
 
-    Use it bare (the action is the method's name) or with a name::
+    Use it bare (the action is the method's name), with a name, or with a
+    rate limit of its own::
 
         @action
         def place(self, player: Player, cell: int) -> None: ...
 
-        @action("chat")
+        @action("chat", rate=2, burst=5)
         def say(self, player: Player, text: str) -> None: ...
 
     The message's fields become keyword arguments; their types are checked
     against the annotations before the handler runs (C{bad_arguments}).
+    With C{rate}, each player may call it C{rate} times a second sustained,
+    C{burst} (default: C{rate}, at least 1) at once; more is refused with
+    C{rate_limited}.
     """
+    if rate is not None and not rate > 0:
+        raise ValueError("action rate must be a positive number of calls per second")
+    limit = None if rate is None else (float(rate), burst if burst is not None else rate)
     if callable(name_or_func):
         setattr(name_or_func, _ACTION_NAME, name_or_func.__name__)
+        setattr(name_or_func, _ACTION_RATE, limit)
         return name_or_func
 
     def mark(func: F) -> F:
         setattr(func, _ACTION_NAME, name_or_func or func.__name__)
+        setattr(func, _ACTION_RATE, limit)
         return func
 
     return mark
@@ -211,6 +225,8 @@ class ActionSpec:
     accepts_any: bool
     # The handler's own leading parameters (self, player): never message fields.
     bound: frozenset[str] = frozenset()
+    # (calls per second, burst) per player, or None: no limit of its own.
+    rate: tuple[float, float] | None = None
 
     @classmethod
     def from_function(cls, name: str, func: Callable[..., Any]) -> ActionSpec:
@@ -240,6 +256,7 @@ class ActionSpec:
             frozenset(a.name for a in arguments),
             accepts_any,
             frozenset(p.name for p in bound),
+            getattr(func, _ACTION_RATE, None),
         )
 
     def arguments_of(self, message: dict[str, Any]) -> dict[str, Any]:
@@ -271,12 +288,6 @@ class ActionSpec:
         return kwargs
 
 
-# Actions the RoomService handles itself: a room action by these names would never run.
-LOBBY_ACTIONS = frozenset(
-    {"join_or_create", "create", "join", "leave", "list", "reconnect", "sync"}
-)
-
-
 def collect_actions(cls: type) -> dict[str, ActionSpec]:
     """Every @action of a class and its bases, by action name."""
     specs: dict[str, ActionSpec] = {}
@@ -289,4 +300,22 @@ def collect_actions(cls: type) -> dict[str, ActionSpec]:
                 )
             if name is not None:
                 specs[name] = ActionSpec.from_function(name, value)
+    return specs
+
+
+# Each Room class's actions, kept outside the class so no name of the
+# author's can shadow them.
+_SPECS: weakref.WeakKeyDictionary[type, dict[str, ActionSpec]] = weakref.WeakKeyDictionary()
+
+
+def register_actions(cls: type) -> None:
+    """Collect a Room class's actions when it is defined (errors surface then)."""
+    _SPECS[cls] = collect_actions(cls)
+
+
+def actions_of(cls: type) -> dict[str, ActionSpec]:
+    """A Room class's actions, by action name."""
+    specs = _SPECS.get(cls)
+    if specs is None:
+        specs = _SPECS[cls] = collect_actions(cls)
     return specs

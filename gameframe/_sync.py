@@ -14,12 +14,15 @@ ViewState = Callable[[Hashable, JSON], JSON]
 class _View:
     """One stream of patches, shared by every player whose view key is the same."""
 
-    __slots__ = ("tree", "seq", "members")
+    __slots__ = ("tree", "seq", "members", "behind")
 
     def __init__(self, tree: JSON) -> None:
         self.tree = tree  # what every member's mirror holds at `seq`
         self.seq = 0
         self.members: dict[str, Player] = {}
+        # Members whose socket was backed up at a patch: they missed it, and
+        # get the full tree instead of the next patch once they drain.
+        self.behind: set[str] = set()
 
 
 class StateSync:
@@ -64,6 +67,7 @@ class StateSync:
         key = self._keys.pop(player.id)
         view = self._views[key]
         del view.members[player.id]
+        view.behind.discard(player.id)
         if not view.members:
             del self._views[key]
 
@@ -74,7 +78,13 @@ class StateSync:
         return self._keys.get(player.id)
 
     def patch(self, state: Any) -> int:
-        """Send every view's changes since its last patch; the number of patches sent."""
+        """
+        Send every view's changes since its last patch; the number of patches sent.
+
+        A member whose connection is congested (not reading) gets nothing
+        queued: it is marked behind, and once its connection drains it gets
+        one full C{state} of its view, then patches again.
+        """
         if not self._views:
             return 0
         tree = to_tree(state)
@@ -82,13 +92,33 @@ class StateSync:
         for key, view in self._views.items():
             new = self._view_state(key, tree)
             ops = diff(view.tree, new)
-            if not ops:
+            if ops:
+                view.tree = new
+                view.seq += 1
+                data = encode({"action": "patch", "seq": view.seq, "patch": ops})
+                sent += 1
+            elif not view.behind:
                 continue
-            view.tree = new
-            view.seq += 1
-            data = encode({"action": "patch", "seq": view.seq, "patch": ops})
-            for member in view.members.values():
-                if member.link is not None:
-                    member.link.send_encoded(data)
-            sent += 1
+            else:
+                data = b""
+            self._deliver(view, data)
         return sent
+
+    @staticmethod
+    def _deliver(view: _View, patch: bytes) -> None:
+        """The patch to members keeping up; the full tree to those back from behind."""
+        behind = view.behind
+        full = b""
+        for member_id, member in view.members.items():
+            link = member.link
+            if link is None:
+                continue
+            if link.congested:
+                behind.add(member_id)
+            elif behind and member_id in behind:
+                behind.discard(member_id)
+                if not full:
+                    full = encode({"action": "state", "seq": view.seq, "state": view.tree})
+                link.send_encoded(full)
+            elif patch:
+                link.send_encoded(patch)

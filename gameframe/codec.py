@@ -31,6 +31,30 @@ from gameframe.vocabulary import (  # noqa: F401
 
 
 
+__all__ = [
+    "ALREADY_IN_ROOM",
+    "BAD_ARGUMENTS",
+    "BAD_JSON",
+    "BAD_MESSAGE",
+    "BAD_UTF8",
+    "FRAME_TOO_LARGE",
+    "INTERNAL_ERROR",
+    "INVALID_TOKEN",
+    "NO_STATE",
+    "NOT_IN_ROOM",
+    "ROOM_FULL",
+    "ROOM_LOCKED",
+    "ROOM_NOT_FOUND",
+    "UNKNOWN_ACTION",
+    "UNKNOWN_ROOM_TYPE",
+    "GameError",
+    "Message",
+    "decode",
+    "encode",
+    "error_message",
+]
+
+
 class GameError(Exception):
     """
     An error the client sees as C{{"action": "error", "code": ..., "message": ...}}.

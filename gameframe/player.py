@@ -1,4 +1,4 @@
-"""Player: one participant's identity, seat and link (knows nothing of transports)."""
+"""Player: one participant's identity, author data and link (no secrets, no engine state)."""
 
 from __future__ import annotations
 
@@ -21,16 +21,22 @@ class Player:
     @ivar id: the public player id other players see.
     @ivar link: the connection, or L{None} while the player is dropped and
         its seat is held.
-    @ivar token: the secret that lets a new connection take this player over.
     @ivar room: the room the player is in, if any.
     @ivar data: free for the room author (a name, a team, a score...).
+    @ivar user: the identity the server-wide C{--auth} callable returned for
+        this connection's C{authenticate} (L{None}: not authenticated).
+    @ivar auth: what the room's L{Room.on_auth} returned when it joined.
+
+    The reconnection token is the engine's secret, kept in the room's seat,
+    never on the player: printing or logging a player shows no secret.
     """
 
     id: str
     link: IPlayerLink | None = attrs.field(default=None, repr=False)
-    token: str | None = attrs.field(default=None, repr=False)
     room: Room | None = attrs.field(default=None, repr=False)
     data: dict[str, Any] = attrs.Factory(dict)
+    user: Any = attrs.field(default=None, repr=False)
+    auth: Any = attrs.field(default=None, repr=False)
     # Messages held back (encoded) while joining or dropped; None: send at once.
     _held: list[bytes] | None = attrs.field(default=None, repr=False, alias="_held")
     _held_limit: int = attrs.field(default=0, repr=False, alias="_held_limit")

@@ -1,4 +1,4 @@
-"""RoomService: room types, live rooms, matchmaking, routing and shutdown order."""
+"""RoomService: room types, connections, lobby actions, matchmaking via the directory, routing, shutdown order."""
 
 from __future__ import annotations
 
@@ -13,33 +13,51 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from gameframe._async import call, settled
+from gameframe._host import RoomHost
 from gameframe._timers import Metronome
 from gameframe._version import __version__
-from gameframe.codec import (
-    ALREADY_IN_ROOM,
-    BAD_ARGUMENTS,
-    INTERNAL_ERROR,
-    INVALID_TOKEN,
-    NO_STATE,
-    NOT_IN_ROOM,
-    ROOM_NOT_FOUND,
-    UNKNOWN_ROOM_TYPE,
-    GameError,
-    Message,
-    encode,
-    error_message,
-)
-from gameframe.interfaces import IPlayerLink
+from gameframe.codec import GameError, encode
+from gameframe.directory import LocalDirectory
+from gameframe.interfaces import IPlayerLink, IRoomDirectory, IRoomHandle
 from gameframe.player import Player
 from gameframe.room import Room
+from gameframe.vocabulary import (
+    ALREADY_IN_ROOM,
+    AUTHENTICATE,
+    BAD_ARGUMENTS,
+    BEFORE_AUTH_ACTIONS,
+    CREATE,
+    INTERNAL_ERROR,
+    INVALID_TOKEN,
+    JOIN,
+    JOIN_OR_CREATE,
+    JOINING_ACTIONS,
+    LEAVE,
+    LEFT_LEAVE,
+    LEFT_SHUTDOWN,
+    LIST,
+    NOT_IN_ROOM,
+    PING,
+    RECONNECT,
+    ROOM_NOT_FOUND,
+    SERVER_SHUTDOWN,
+    SYNC,
+    TOO_MANY_REQUESTS,
+    UNAUTHORIZED,
+    UNKNOWN_ROOM_TYPE,
+    Message,
+    error_message,
+    left_message,
+    pong_message,
+)
 
 LobbyHandler = Callable[[Player, Message], Any]
+Authenticator = Callable[[str], Any]
 
 # Messages one connection may have waiting behind a request still running.
 MAX_QUEUED = 1000
-SERVER_SHUTDOWN = "server_shutdown"
-# Lobby actions refused once the server is shutting down.
-_JOINING = frozenset({"join_or_create", "create", "join", "reconnect"})
+
+__all__ = ["MAX_QUEUED", "SERVER_SHUTDOWN", "RoomService"]
 
 
 def _new_id() -> str:
@@ -48,11 +66,20 @@ def _new_id() -> str:
 
 class RoomService(Service):
     """
-    Holds the room types and the live rooms; every player's messages pass
-    through L{receive}, in order, one at a time per player.
+    Holds the room types and the connected players; every player's messages
+    pass through L{receive}, in order, one at a time per player. Rooms are
+    found through the room directory and reached through their handles.
 
     @param clock: the reactor (or a C{task.Clock} in tests).
     @param room_types: room type name → Room subclass.
+    @param authenticate: the server-wide C{authenticate} check: called with
+        the client's token, returns the player's identity (C{player.user};
+        a Deferred is fine), or raises / returns L{None} to refuse.
+    @param require_auth: refuse every action but C{authenticate} and
+        C{ping} until the connection has authenticated.
+    @param shutdown_timeout: seconds the rooms' C{on_shutdown} and
+        C{on_leave}/C{on_dispose} get, together, when the server stops.
+    @param directory: where rooms are listed and found (in memory by default).
     """
 
     log = Logger()
@@ -62,29 +89,31 @@ class RoomService(Service):
         clock: IReactorTime,
         room_types: Mapping[str, type[Room]] = {},
         *,
-        authenticate: Callable[[str], Any] | None = None,
+        authenticate: Authenticator | None = None,
         require_auth: bool = False,
         shutdown_timeout: float = 10.0,
+        directory: IRoomDirectory | None = None,
     ) -> None:
         self._clock = clock
         self._authenticate = authenticate
         self._require_auth = require_auth
         self._shutdown_timeout = shutdown_timeout
+        self.directory: IRoomDirectory = directory if directory is not None else LocalDirectory()
         self.room_types: dict[str, type[Room]] = {}
-        self.rooms: dict[str, Room] = {}
         self.players: dict[str, Player] = {}
         self._queues: dict[IPlayerLink, deque[Message | GameError]] = {}
         self._stopping = False
         self._lobby: dict[str, LobbyHandler] = {
-            "join_or_create": self._join_or_create,
-            "create": self._create,
-            "join": self._join_by_id,
-            "leave": self._leave,
-            "list": self._list,
-            "reconnect": self._reconnect,
-            "sync": self._sync,
+            AUTHENTICATE: self._authenticate_player,
+            PING: self._ping,
+            JOIN_OR_CREATE: self._join_or_create,
+            CREATE: self._create,
+            JOIN: self._join_by_id,
+            LEAVE: self._leave,
+            LIST: self._list,
+            RECONNECT: self._reconnect,
+            SYNC: self._sync,
         }
-        self._tokens: dict[str, Player] = {}
         self._metronomes: dict[float, Metronome] = {}
         for name, room_class in room_types.items():
             self.define(name, room_class)
@@ -95,6 +124,15 @@ class RoomService(Service):
             raise TypeError(f"{room_class!r} is not a Room subclass")
         self.room_types[name] = room_class
 
+    @property
+    def rooms(self) -> dict[str, Room]:
+        """The live rooms of this process, by room id."""
+        return {
+            handle.room_id: handle.room
+            for handle in self.directory.rooms()
+            if isinstance(handle, RoomHost)
+        }
+
     # -- connections -------------------------------------------------------
 
     def connect(self, link: IPlayerLink) -> Player:
@@ -102,7 +140,7 @@ class RoomService(Service):
         player = Player(id=_new_id(), link=link)
         link.player = player
         if self._stopping:
-            link.close("server_shutdown", "the server is shutting down")
+            link.close(SERVER_SHUTDOWN, "the server is shutting down")
             return player
         self.players[player.id] = player
         player.send(
@@ -129,11 +167,15 @@ class RoomService(Service):
             self._queues.pop(player.link, None)
         player.link = None
         self.players.pop(player.id, None)
-        room = player.room
-        if room is not None:
-            room._drop(player)
+        handle = self._handle_of(player)
+        if handle is not None:
+            handle.drop(player)
+
+    def _handle_of(self, player: Player) -> IRoomHandle | None:
+        """The room handle of the room the player is in."""
         if player.room is None:
-            self._revoke(player)
+            return None
+        return self.directory.get(player.room.room_id)
 
     def receive(self, player: Player, message: Message | GameError) -> None:
         """
@@ -150,7 +192,7 @@ class RoomService(Service):
         if queue is not None:
             if len(queue) >= MAX_QUEUED:
                 self._queues.pop(link, None)
-                link.close("too_many_requests", "too many messages waiting for a reply")
+                link.close(TOO_MANY_REQUESTS, "too many messages waiting for a reply")
                 return
             queue.append(message)
             return
@@ -175,10 +217,13 @@ class RoomService(Service):
             player.send(error_message(message.code, message.message, message.request_id))
             return None
         request_id = message.get("id")
+        action = message["action"]
         try:
-            if self._stopping and message["action"] in _JOINING:
+            if self._require_auth and player.user is None and action not in BEFORE_AUTH_ACTIONS:
+                raise GameError(UNAUTHORIZED, f"{action}: authenticate first")
+            if self._stopping and action in JOINING_ACTIONS:
                 raise GameError(SERVER_SHUTDOWN, "the server is shutting down")
-            lobby = self._lobby.get(message["action"])
+            lobby = self._lobby.get(action)
             if lobby is not None:
                 result = lobby(player, message)
             else:
@@ -193,13 +238,13 @@ class RoomService(Service):
         return None
 
     def _room_action(self, player: Player, message: Message) -> Any:
-        room = player.room
-        if room is None:
+        handle = self._handle_of(player)
+        if handle is None:
             raise GameError(
                 NOT_IN_ROOM,
                 f"{message['action']!r} needs a room: join one first",
             )
-        result = room._dispatch(player, message)
+        result = handle.dispatch(player, message)
         request_id = message.get("id")
         if request_id is None:
             return result
@@ -232,13 +277,54 @@ class RoomService(Service):
             )
             return
         self.log.failure(
-            "{player} failed handling a message", failure, player=player
+            "{player} in {room}: failed handling a message",
+            failure,
+            player=player,
+            room=player.room,
         )
         player.send(
             error_message(INTERNAL_ERROR, "the server failed to handle that", request_id)
         )
 
     # -- lobby actions -----------------------------------------------------
+
+    def _ping(self, player: Player, message: Message) -> None:
+        player.send(pong_message(message))
+
+    def _authenticate_player(self, player: Player, message: Message) -> Any:
+        """Check the token with the server's C{--auth} callable: C{player.user}."""
+        token = message.get("token")
+        if type(token) is not str:
+            raise GameError(BAD_ARGUMENTS, "authenticate: token must be a string")
+        if self._authenticate is None:
+            raise GameError(UNAUTHORIZED, "this server has no authentication")
+        request_id = message.get("id")
+
+        def accepted(user: Any) -> None:
+            if user is None:
+                raise GameError(UNAUTHORIZED, "authenticate: the token was refused")
+            player.user = user
+            self._reply(player, {"action": "authenticated"}, request_id)
+
+        def refused(failure: Failure) -> None:
+            if failure.check(GameError):
+                failure.raiseException()
+            # The reason is not logged: it may quote the secret.
+            self.log.info(
+                "{player} failed to authenticate ({error})",
+                player=player,
+                error=type(failure.value).__name__,
+            )
+            raise GameError(UNAUTHORIZED, "authenticate: the token was refused")
+
+        try:
+            result = call(self._authenticate, token)
+        except Exception:
+            refused(Failure())
+        if isinstance(result, Deferred):
+            return result.addCallbacks(accepted, refused)
+        accepted(result)
+        return None
 
     def _room_type_of(self, message: Message) -> str:
         name = message.get("room")
@@ -269,9 +355,10 @@ class RoomService(Service):
         name = self._room_type_of(message)
         options = self._options_of(message)
         self._not_in_room(player)
-        for room in self.rooms.values():
-            if room.room_type == name and room.joinable and _matches(room, options):
-                return self._seat(player, room, options, message.get("id"))
+        filter_by = self.room_types[name].filter_by
+        for handle in self.directory.joinable(name):
+            if _matches(filter_by, handle, options):
+                return self._seat(player, handle, options, message.get("id"))
         return self._create_and_seat(player, name, options, message.get("id"))
 
     def _create(self, player: Player, message: Message) -> Any:
@@ -286,21 +373,17 @@ class RoomService(Service):
             raise GameError(BAD_ARGUMENTS, "join: room_id must be a string")
         options = self._options_of(message)
         self._not_in_room(player)
-        room = self.rooms.get(room_id)
-        if room is None or not room._ready:
+        handle = self.directory.get(room_id)
+        if handle is None or not _running(handle):
             raise GameError(ROOM_NOT_FOUND, f"there is no room {room_id!r}")
-        return self._seat(player, room, options, message.get("id"))
+        return self._seat(player, handle, options, message.get("id"))
 
     def _leave(self, player: Player, message: Message) -> Any:
-        room = player.room
-        if room is None:
+        handle = self._handle_of(player)
+        if handle is None:
             raise GameError(NOT_IN_ROOM, "leave: not in a room")
-        self._reply(
-            player,
-            {"action": "left", "room_id": room.room_id, "reason": "leave"},
-            message.get("id"),
-        )
-        return room._leave(player, "leave")
+        self._reply(player, left_message(handle.room_id, LEFT_LEAVE), message.get("id"))
+        return handle.leave(player, LEFT_LEAVE)
 
     def _reconnect(self, player: Player, message: Message) -> None:
         """
@@ -311,33 +394,32 @@ class RoomService(Service):
         if type(token) is not str:
             raise GameError(BAD_ARGUMENTS, "reconnect: token must be a string")
         self._not_in_room(player)
-        old = self._tokens.get(token)
-        room = old.room if old is not None else None
-        if old is None or room is None or room.players.get(old.id) is not old:
+        player_id, _, secret = token.rpartition(".")
+        handle = self.directory.room_of(player_id) if player_id and secret else None
+        if handle is None:
             raise GameError(INVALID_TOKEN, "reconnect: the token is unknown or expired")
         link = player.link
         assert link is not None
+        old = handle.room.players.get(player_id) if isinstance(handle, RoomHost) else None
+        if (
+            old is not None
+            and player.user is not None
+            and old.user is not None
+            and player.user != old.user
+        ):
+            raise GameError(UNAUTHORIZED, "reconnect: the seat belongs to another user")
+        back = handle.reconnect(player_id, secret, link, message.get("id"))
+        # This connection's lobby player is done with.
         self.players.pop(player.id, None)
-        player.link = None  # this connection's lobby player is done with
-        previous = old.link
-        if previous is not None:
-            # The old connection is still open (not noticed dead yet): replace it.
-            old.link = None
-            previous.close("replaced", "the player reconnected elsewhere")
-        old.link = link
-        link.player = old
-        self.players[old.id] = old
-        room._reconnect(old, encode(self._joined(old, room, message.get("id"))))
-        self.log.info("{player} reconnected to {room}", player=old, room=room)
+        player.link = None
+        self.players[back.id] = back
 
     def _sync(self, player: Player, message: Message) -> None:
         """Send the full state again (a client that saw a gap in seq asks this)."""
-        room = player.room
-        if room is None:
+        handle = self._handle_of(player)
+        if handle is None:
             raise GameError(NOT_IN_ROOM, "sync: not in a room")
-        if room.state is None:
-            raise GameError(NO_STATE, f"{room.room_type} has no synchronized state")
-        room._send_full_state(player, message.get("id"))
+        handle.resync(player, message.get("id"))
 
     def _list(self, player: Player, message: Message) -> None:
         name = message.get("room")
@@ -349,13 +431,7 @@ class RoomService(Service):
 
     def listing(self, room_type: str | None = None) -> list[Message]:
         """The public rooms (of one type, or all): id, type, players, metadata."""
-        return [
-            room._describe()
-            for room in self.rooms.values()
-            if room._ready
-            and not room.private
-            and (room_type is None or room.room_type == room_type)
-        ]
+        return self.directory.listing(room_type)
 
     # -- creating and seating ----------------------------------------------
 
@@ -364,83 +440,45 @@ class RoomService(Service):
         Create a room of type C{name} (from a client's request or the server's
         own code): the Room, or a Deferred of it while C{on_create} runs.
         """
-        room = self.room_types[name]()
-        room_id = _new_id()
-        room._bind(self, room_id, name, self._clock, dict(options))
-        self.rooms[room_id] = room
+        created = self._new_host(name, options)
+        if isinstance(created, Deferred):
+            return created.addCallback(lambda host: host.room)
+        return created.room
 
-        def ready(_: object = None) -> Room:
-            room._start()
-            self.log.info("{room} created", room=room)
-            return room
-
-        def failed(failure: Failure) -> Failure:
-            room._dispose("disposed")
-            return failure
-
-        try:
-            result = call(room.on_create, room.options)
-        except BaseException:
-            room._dispose("disposed")
-            raise
+    def _new_host(self, name: str, options: Mapping[str, Any]) -> Any:
+        """A running room's host, or a Deferred of it while C{on_create} runs."""
+        host = RoomHost(
+            self.room_types[name],
+            _new_id(),
+            name,
+            dict(options),
+            self._clock,
+            self._metronome,
+            self.directory,
+        )
+        result = host.create()
         if isinstance(result, Deferred):
-            return result.addCallbacks(ready, failed)
-        return ready()
+            return result.addCallback(lambda _: host)
+        return host
 
     def _create_and_seat(
         self, player: Player, name: str, options: dict[str, Any], request_id: Any
     ) -> Any:
-        created = self.create_room(name, options)
+        created = self._new_host(name, options)
         if isinstance(created, Deferred):
             return created.addCallback(
-                lambda room: self._seat(player, room, options, request_id)
+                lambda host: self._seat(player, host, options, request_id)
             )
         return self._seat(player, created, options, request_id)
 
     def _seat(
-        self, player: Player, room: Room, options: dict[str, Any], request_id: Any
+        self, player: Player, handle: IRoomHandle, options: dict[str, Any], request_id: Any
     ) -> Any:
         if player.link is None:  # gone while the room was being created
-            room._dispose_if_empty()
+            if isinstance(handle, RoomHost):
+                handle._dispose_if_empty()
             return None
-        joining = room._join(player, options)
-
-        def joined(_: object = None) -> None:
-            if room.players.get(player.id) is not player or room.disposed:
-                # Removed (dropped, kicked, disposed) while on_join ran.
-                raise GameError(
-                    ROOM_NOT_FOUND, f"room {room.room_id} closed while joining", request_id
-                )
-            room._welcome(player, encode(self._joined(player, room, request_id)))
-            self.log.info("{player} joined {room}", player=player, room=room)
-
-        if isinstance(joining, Deferred):
-            return joining.addCallback(joined)
-        joined()
-        return None
-
-    def _joined(self, player: Player, room: Room, request_id: Any) -> Message:
-        """The C{joined} reply, with a fresh reconnection token."""
-        self._revoke(player)
-        player.token = secrets.token_urlsafe(18)
-        self._tokens[player.token] = player
-        reply: Message = {
-            "action": "joined",
-            "room": room.room_type,
-            "room_id": room.room_id,
-            "player_id": player.id,
-            "players": list(room.players),
-            "token": player.token,
-        }
-        if request_id is not None:
-            reply["id"] = request_id
-        return reply
-
-    def _revoke(self, player: Player) -> None:
-        """The player's token no longer reconnects."""
-        if player.token is not None:
-            self._tokens.pop(player.token, None)
-            player.token = None
+        return handle.join(player, options, request_id)
 
     def _metronome(self, interval: float) -> Metronome:
         """The one timer every room beating at C{interval} shares."""
@@ -449,40 +487,68 @@ class RoomService(Service):
             metronome = self._metronomes[interval] = Metronome(self._clock, interval)
         return metronome
 
-    def _forget(self, room: Room) -> None:
-        if self.rooms.get(room.room_id) is room:
-            del self.rooms[room.room_id]
-            self.log.info("{room} disposed", room=room)
-
     # -- shutdown ------------------------------------------------------------
 
     def stopService(self) -> Deferred[Any]:
         """
-        Dispose every room (players get C{left} with reason C{"shutdown"}),
-        then close every connection with C{server_shutdown}. Listening ports
-        are stopped before this service (add them to the parent after it).
+        Stop in order, within C{shutdown_timeout} seconds: every room's
+        C{on_shutdown}, then every room is disposed (players get C{left}
+        with reason C{"shutdown"}), then every connection is closed with
+        C{server_shutdown}. Listening ports are stopped before this service
+        (add them to the parent after it).
         """
         super().stopService()
         self._stopping = True
-        disposing = [room._dispose("shutdown") for room in list(self.rooms.values())]
+        deadline = self._clock.seconds() + self._shutdown_timeout
 
-        def close_all(_: object) -> Deferred[Any]:
+        def hosts() -> list[RoomHost]:
+            return [h for h in self.directory.rooms() if isinstance(h, RoomHost)]
+
+        async def stop() -> None:
+            await self._within(deadline, [h.shutdown() for h in hosts()], "on_shutdown")
+            await self._within(
+                deadline, [h.dispose(LEFT_SHUTDOWN) for h in hosts()], "on_leave/on_dispose"
+            )
             for player in list(self.players.values()):
                 if player.link is not None:
                     player.link.close(SERVER_SHUTDOWN, "the server is shutting down")
             # Rooms created while the first ones were going (a slow on_dispose).
-            return DeferredList(
-                [room._dispose("shutdown") for room in list(self.rooms.values())]
-            )
+            for host in hosts():
+                host.dispose(LEFT_SHUTDOWN)
 
-        return DeferredList(disposing).addCallback(close_all)
+        return Deferred.fromCoroutine(stop())
+
+    def _within(self, deadline: float, waiting: list[Deferred[None]], what: str) -> Deferred[None]:
+        """Fires when every Deferred has, or at the deadline (logging what was cut short)."""
+        done: Deferred[None] = Deferred()
+        everything = DeferredList(waiting)
+
+        def finished(_: object) -> None:
+            if timer.active():
+                timer.cancel()
+            if not done.called:
+                done.callback(None)
+
+        def late() -> None:
+            if not done.called:
+                self.log.warn(
+                    "shutdown: {what} did not finish within the shutdown timeout", what=what
+                )
+                done.callback(None)
+
+        timer = self._clock.callLater(max(0.0, deadline - self._clock.seconds()), late)
+        everything.addBoth(finished)
+        return done
 
 
-def _matches(room: Room, options: Mapping[str, Any]) -> bool:
+def _running(handle: IRoomHandle) -> bool:
+    return not isinstance(handle, RoomHost) or handle.running
+
+
+def _matches(filter_by: tuple[str, ...], handle: IRoomHandle, options: Mapping[str, Any]) -> bool:
     """Whether a room was created with the same values of its filter_by options."""
-    return all(
-        _same(room.options.get(key), options.get(key)) for key in room.filter_by
-    )
+    created: Mapping[str, Any] = handle.options  # type: ignore[attr-defined]
+    return all(_same(created.get(key), options.get(key)) for key in filter_by)
 
 
 def _same(a: Any, b: Any) -> bool:

@@ -9,7 +9,9 @@ import orjson
 from twisted.internet.task import Clock
 from zope.interface import implementer
 
+from gameframe._host import RoomHost
 from gameframe.codec import Message, encode
+from gameframe.directory import LocalDirectory
 from gameframe.interfaces import IPlayerLink
 from gameframe.mirror import StateMirror
 from gameframe.player import Player
@@ -153,9 +155,16 @@ class FakeClient:
         return client
 
 
+def host_of(room: Room) -> RoomHost:
+    """The framework's engine behind a room (for tests that look under the hood)."""
+    host: RoomHost = room._Room__host  # type: ignore[attr-defined]
+    return host
+
+
 class Harness:
     """
-    A RoomService on a C{task.Clock}, with fake clients::
+    A RoomService on a C{task.Clock}, with fake clients (keyword arguments
+    go to the RoomService: C{authenticate=}, C{require_auth=}, ...)::
 
         kit = Harness({"tictactoe": TicTacToe})
         alice, bob = kit.connect(), kit.connect()
@@ -168,11 +177,12 @@ class Harness:
         self,
         rooms: Mapping[str, type[Room]] | type[Room],
         clock: Clock | None = None,
+        **service_options: Any,
     ) -> None:
         if isinstance(rooms, type):
             rooms = {rooms.__name__.lower(): rooms}
         self.clock = clock if clock is not None else Clock()
-        self.service = RoomService(self.clock, rooms)
+        self.service = RoomService(self.clock, rooms, **service_options)
 
     def connect(self) -> FakeClient:
         """A new player connects (and receives its welcome)."""
@@ -204,9 +214,20 @@ class Harness:
             if len(self.service.rooms) != 1:
                 raise AssertionError("name the room: there is not exactly one")
             (room,) = self.service.rooms.values()
-        if not room.tick_rate:
+        rate = host_of(room).tick_rate
+        if not rate:
             raise AssertionError(f"{room} has no tick_rate")
-        self.advance(ticks / room.tick_rate + 1e-9)  # float-safe: the last tick is due
+        self.advance(ticks / rate + 1e-9)  # float-safe: the last tick is due
+
+    @staticmethod
+    def ticks(room: Room) -> int:
+        """How many times the room's C{on_tick} ran."""
+        return host_of(room).ticks
+
+    @staticmethod
+    def tick_overruns(room: Room) -> int:
+        """Ticks the room skipped because one ran late (each late tick's C{dt} covers them)."""
+        return host_of(room).tick_overruns
 
     def room(self, room_id: str) -> Room:
         """A live room by id."""

@@ -236,8 +236,8 @@ class ArgumentCheckingTests(SynchronousTestCase):
 
 class Base(Room):
     @action
-    def ping(self, player: Player) -> str:
-        return "base ping"
+    def poke(self, player: Player) -> str:
+        return "base poke"
 
     @action
     def shout(self, player: Player, text: str) -> str:
@@ -261,7 +261,7 @@ class InheritanceTests(SynchronousTestCase):
     def test_subclass_inherits_overrides_and_adds_actions(self) -> None:
         client = self.kit.connect()
         client.join_or_create("derived")
-        self.assertEqual(client.request("ping")["result"], "base ping")
+        self.assertEqual(client.request("poke")["result"], "base poke")
         self.assertEqual(client.request("shout", text="hi", loud=True)["result"], "derived HI")
         self.assertEqual(client.request("extra")["result"], "derived extra")
 

@@ -51,7 +51,7 @@ class MidJoinTests(SynchronousTestCase):
         SlowDoor.doors[0].callback(None)
         self.assertEqual(SlowDoor.left, [])  # no on_leave for a join that never finished
         self.assertEqual(self.kit.service.rooms, {})
-        self.assertEqual(self.kit.service._tokens, {})
+        self.assertIsNone(self.kit.service.directory.room_of(alice.player_id))
         self.assertEqual(alice.received("joined"), [])
 
     def test_a_room_disposed_while_joining_answers_with_an_error(self) -> None:
@@ -63,7 +63,7 @@ class MidJoinTests(SynchronousTestCase):
         error = alice.last("error")
         self.assertEqual((error["code"], error["id"]), ("room_not_found", 1))
         self.assertEqual(alice.received("joined"), [])
-        self.assertEqual(self.kit.service._tokens, {})
+        self.assertIsNone(self.kit.service.directory.room_of(alice.player_id))
         self.assertEqual(alice.request("list")["action"], "rooms")  # still usable
 
 

@@ -439,6 +439,8 @@ class RepliesAndFailuresTests(SynchronousTestCase):
 class RecordingLink:
     """A link that keeps the very objects it is handed."""
 
+    congested = False
+
     def __init__(self) -> None:
         self.player: Player | None = None  # set by the RoomService on connect
         self.encoded: list[bytes] = []

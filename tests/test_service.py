@@ -38,7 +38,7 @@ class Game(Room):
         return None
 
     @action
-    def ping(self, player: Player, n: int = 0) -> int:
+    def poke(self, player: Player, n: int = 0) -> int:
         return n + 1
 
     @action
@@ -170,7 +170,7 @@ class LobbyTests(SynchronousTestCase):
 
     def test_room_actions_are_routed_to_the_players_room(self) -> None:
         self.alice.join_or_create("game")
-        self.assertEqual(ok(self.alice.request("ping", n=41), "result")["result"], 42)
+        self.assertEqual(ok(self.alice.request("poke", n=41), "result")["result"], 42)
 
 
 class ErrorCodeTests(SynchronousTestCase):
@@ -213,7 +213,7 @@ class ErrorCodeTests(SynchronousTestCase):
         self.assertIsNone(self.client.player.room)
 
     def test_not_in_room(self) -> None:
-        self.assertCode("not_in_room", "ping")
+        self.assertCode("not_in_room", "poke")
         self.assertCode("not_in_room", "leave")
         self.assertCode("not_in_room", "anything_else")
 
@@ -247,13 +247,13 @@ class ErrorCodeTests(SynchronousTestCase):
         self.client.join_or_create("game")
         reply = self.assertCode("unknown_action", "fly")
         self.assertIn("fly", reply["message"])
-        self.assertEqual(ok(self.client.request("ping"), "result")["result"], 1)
+        self.assertEqual(ok(self.client.request("poke"), "result")["result"], 1)
 
     def test_internal_error_from_a_handler(self) -> None:
         self.client.join_or_create("game")
         self.assertCode("internal_error", "crash")
         self.assertEqual(len(self.flushLoggedErrors(KeyError)), 1)
-        self.assertEqual(ok(self.client.request("ping"), "result")["result"], 1)
+        self.assertEqual(ok(self.client.request("poke"), "result")["result"], 1)
 
     def test_internal_error_from_on_create_leaves_no_room(self) -> None:
         self.assertCode("internal_error", "join_or_create", room="game", options={"explode": True})
