@@ -2,23 +2,55 @@
 
 from __future__ import annotations
 
-import importlib
 import os
 import sys
-from typing import Any
+import traceback
+from types import ModuleType
+from typing import Any, Callable, Sequence, cast
 
-from twisted.application import strports
+from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IService, MultiService, Service
-from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet import endpoints
+from twisted.internet.defer import Deferred, DeferredList, FirstError, maybeDeferred
+from twisted.internet.error import CannotListenError
+from twisted.internet.interfaces import IAddress, IListeningPort, IProtocolFactory, IReactorTime
 from twisted.logger import Logger
-from twisted.python import usage
+from twisted.python import reflect, usage
+from twisted.python.failure import Failure
 
+from gameframe import _limits
+from gameframe._limits import Limits
 from gameframe.protocol import DEFAULT_MAX_FRAME, GameFactory
-from gameframe.web import PingService, make_site
-from gameframe.websocket import DEFAULT_PING_INTERVAL, WebSocketGameFactory
 from gameframe.room import Room
 from gameframe.service import RoomService
+from gameframe.web import PingService, make_site
+from gameframe.websocket import DEFAULT_PING_INTERVAL, WebSocketGameFactory
+
+log = Logger()
+
+DEFAULT_SHUTDOWN_TIMEOUT = 10.0
+# How long past --shutdown-timeout the process waits for the last steps of a
+# shutdown (closing connections, stopping ports) before it exits regardless.
+SHUTDOWN_GRACE = 2.0
+# Endpoint types whose connections are encrypted (the fast send path is off there).
+TLS_ENDPOINT_TYPES = frozenset({"ssl", "tls"})
+
+
+class StartupFailed(SystemExit, Exception):
+    """
+    The server cannot start: one line for the operator, exit status 1.
+
+    An L{Exception}, so twistd removes its PID file and tells a daemonizing
+    parent the message; a L{SystemExit} (with code 1), so the interpreter
+    exits without printing a traceback.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(1)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
 
 
 def demo_rooms() -> dict[str, type[Room]]:
@@ -28,24 +60,75 @@ def demo_rooms() -> dict[str, type[Room]]:
     return dict(DEMO_ROOMS)
 
 
+def _cwd_on_path() -> None:
+    """The author's own modules, found in the current directory after installed ones."""
+    if os.getcwd() not in sys.path:
+        sys.path.append(os.getcwd())
+
+
+def _why(error: BaseException) -> str:
+    """An import's failure as one line: the message, and where for an error in the module's code."""
+    if isinstance(error, ImportError):
+        return str(error)
+    text = f"{type(error).__name__}: {error}"
+    frames = traceback.extract_tb(error.__traceback__)
+    if frames and not isinstance(error, SyntaxError):  # a SyntaxError says where itself
+        text += f" ({frames[-1].filename}, line {frames[-1].lineno})"
+    return text
+
+
+def _split(option: str, spec: str, target: str) -> tuple[str, str]:
+    module_name, colon, attribute = target.partition(":")
+    if not (colon and module_name and attribute):
+        raise usage.UsageError(f"{option} wants module:name, not {spec!r}")
+    return module_name, attribute
+
+
+def _import(option: str, spec: str, module_name: str, attribute: str) -> object | None:
+    """
+    C{module_name.attribute} by L{reflect.namedAny}, L{None} if the module has
+    no such name; a L{usage.UsageError} if the module cannot be imported.
+    """
+    _cwd_on_path()
+    try:
+        module = reflect.namedAny(module_name)
+    except Exception as e:
+        raise usage.UsageError(
+            f"{option} {spec}: cannot import {module_name}: {_why(e)}"
+        ) from None
+    if not isinstance(module, ModuleType):
+        raise usage.UsageError(f"{option} {spec}: {module_name} is not a module")
+    try:
+        found: object = reflect.namedAny(f"{module_name}.{attribute}")
+    except (AttributeError, reflect.InvalidName):
+        return None
+    return found
+
+
 def load_room(spec: str) -> tuple[str, type[Room]]:
     """Parse C{NAME=module:Class} and import the class."""
     name, sep, target = spec.partition("=")
     module_name, colon, class_name = target.partition(":")
     if not (sep and colon and name and module_name and class_name):
         raise usage.UsageError(f"--room wants NAME=module:Class, not {spec!r}")
-    if os.getcwd() not in sys.path:
-        sys.path.append(os.getcwd())  # the author's own modules, after installed ones
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as e:
-        raise usage.UsageError(f"--room {spec}: cannot import {module_name}: {e}")
-    room_class = getattr(module, class_name, None)
+    room_class = _import("--room", spec, module_name, class_name)
     if not (isinstance(room_class, type) and issubclass(room_class, Room)):
+        found = f"no {class_name} there" if room_class is None else f"found {room_class!r}"
         raise usage.UsageError(
-            f"--room {spec}: {module_name}.{class_name} is not a gameframe Room"
+            f"--room {spec}: {module_name}.{class_name} is not a gameframe Room ({found})"
         )
     return name, room_class
+
+
+def load_authenticate(spec: str) -> Callable[[str], Any]:
+    """Import the C{--auth module:callable} that checks a player's token."""
+    module_name, attribute = _split("--auth", spec, spec)
+    found = _import("--auth", spec, module_name, attribute)
+    if found is None:
+        raise usage.UsageError(f"--auth {spec}: {module_name} has no {attribute}")
+    if not callable(found):
+        raise usage.UsageError(f"--auth {spec}: {module_name}.{attribute} is not callable")
+    return cast(Callable[[str], Any], found)
 
 
 def frame_size(value: str) -> int:
@@ -62,8 +145,53 @@ def frame_size(value: str) -> int:
 frame_size.coerceDoc = "At least 64."  # type: ignore[attr-defined]
 
 
+def _number(
+    option: str, kind: type[int] | type[float], what: str, minimum: float, above: bool = False
+) -> Callable[[str], Any]:
+    """A coercer for a numeric option: C{kind}, at least (or, C{above}, more than) C{minimum}."""
+
+    def coerce(value: str) -> int | float:
+        try:
+            number = kind(value)
+        except ValueError:
+            raise ValueError(f"--{option} wants {what}, not {value!r}") from None
+        if number != number or number in (float("inf"), float("-inf")):
+            raise ValueError(f"--{option} wants {what}, not {value!r}")
+        if number < minimum or (above and number == minimum):
+            bound = "more than" if above else "at least"
+            raise ValueError(f"--{option} must be {bound} {minimum:g}, not {value!r}")
+        return number
+
+    bound = "More than" if above else "At least"
+    coerce.coerceDoc = f"{bound} {minimum:g}."  # type: ignore[attr-defined]
+    return coerce
+
+
 # Stands in for the reactor while --port is checked at parse time.
 _NO_REACTOR: Any = object()
+_ENFORCEMENT = "Parameter type enforcement failed: "
+
+
+def check_endpoint(option: str, description: str) -> None:
+    """
+    Parse an endpoint string without listening; a L{usage.UsageError}
+    naming the option for a bad one (a bare port number included).
+    """
+    if description.strip().isdigit():
+        raise usage.UsageError(
+            f"--{option} {description!r} is not an endpoint string: "
+            f"did you mean tcp:{description.strip()}?"
+        )
+    try:
+        # Parse only (no listening yet); the reactor is not used for that.
+        endpoint = endpoints.serverFromString(_NO_REACTOR, description)
+    except Exception as e:
+        raise usage.UsageError(f"--{option} {description!r}: {e}") from None
+    port = getattr(endpoint, "_port", None)
+    if isinstance(port, int) and not 0 <= port <= 65535:
+        raise usage.UsageError(
+            f"--{option} {description!r}: port {port} is out of range (0-65535)"
+        )
 
 
 class Options(usage.Options):
@@ -73,8 +201,18 @@ class Options(usage.Options):
     longdesc = (
         "Serve gameframe rooms. Players connect over TCP (JSON Lines) and "
         "WebSocket (/ws on the web endpoint, which also serves the browser "
-        "demo and GET /rooms). With no --room, the built-in demo rooms are served."
+        "demo and GET /rooms). With no --room, the built-in demo rooms are served. "
+        "Endpoints are Twisted endpoint strings: tcp:7000, "
+        "ssl:7443:privateKey=key.pem:certKey=cert.pem, unix:/run/game.sock, "
+        "systemd:domain=INET:index=0."
     )
+    optFlags = [
+        [
+            "require-auth",
+            None,
+            "Players must authenticate (with --auth) before anything but ping.",
+        ],
+    ]
     optParameters = [
         ["port", "p", "tcp:7000", "TCP endpoint for players (an endpoint string)."],
         [
@@ -107,12 +245,74 @@ class Options(usage.Options):
             "drops the player (0: no pings).",
             float,
         ],
+        [
+            "rate",
+            None,
+            _limits.DEFAULT_RATE,
+            "Messages per second each connection may send, sustained "
+            "(0: no limit). Above it: error rate_limited; for long: flooding.",
+            _number("rate", float, "messages per second", 0),
+        ],
+        [
+            "burst",
+            None,
+            _limits.DEFAULT_BURST,
+            "Messages a connection may send at once above --rate.",
+            _number("burst", int, "a whole number of messages", 1),
+        ],
+        [
+            "frame-timeout",
+            None,
+            _limits.DEFAULT_FRAME_TIMEOUT,
+            "Seconds a message may take from its first byte to its end "
+            "(slower: frame_timeout; 0: no limit).",
+            _number("frame-timeout", float, "seconds", 0),
+        ],
+        [
+            "idle-timeout",
+            None,
+            _limits.DEFAULT_IDLE_TIMEOUT,
+            "Seconds a connection may send no byte before it is closed "
+            "(idle_timeout; 0: no limit).",
+            _number("idle-timeout", float, "seconds", 0),
+        ],
+        [
+            "max-connections",
+            None,
+            _limits.DEFAULT_MAX_CONNECTIONS,
+            "Connections open at once, all endpoints together "
+            "(more get too_many_connections; 0: no limit).",
+            _number("max-connections", int, "a whole number of connections", 0),
+        ],
+        [
+            "max-per-address",
+            None,
+            _limits.DEFAULT_MAX_PER_ADDRESS,
+            "Connections open at once from one IP address (0: no limit).",
+            _number("max-per-address", int, "a whole number of connections", 0),
+        ],
+        [
+            "auth",
+            None,
+            None,
+            "module:callable that checks a player's token (the lobby action "
+            "authenticate): returns the user (or a Deferred of it), raises to refuse.",
+        ],
+        [
+            "shutdown-timeout",
+            None,
+            DEFAULT_SHUTDOWN_TIMEOUT,
+            "Seconds rooms get to finish (on_shutdown) when the server is told "
+            "to stop (SIGTERM, SIGINT); the process exits soon after, regardless.",
+            _number("shutdown-timeout", float, "seconds", 0, above=True),
+        ],
     ]
 
     def __init__(self) -> None:
         super().__init__()
         self["rooms"] = {}
         self["allowed-origins"] = []
+        self["authenticate"] = None
 
     def opt_allow_origin(self, origin: str) -> None:
         """
@@ -126,31 +326,198 @@ class Options(usage.Options):
         name, room_class = load_room(spec)
         self["rooms"][name] = room_class
 
+    def parseOptions(self, options: Sequence[str] | None = None) -> None:
+        """
+        Parse; under twistd, a mistake is one line on stderr and exit
+        status 1 (C{--help} lists the options), not the whole usage text.
+        """
+        try:
+            super().parseOptions(options)
+        except usage.UsageError as e:
+            message = str(e).removeprefix(_ENFORCEMENT)
+            if self.parent is None:
+                raise usage.UsageError(message) from None
+            raise SystemExit(
+                f"twistd gameframe: {message} (twistd gameframe --help lists the options)"
+            ) from None
+
     def postOptions(self) -> None:
         if self["web"].lower() == "none":
             self["web"] = None
         for name in ("port", "web"):
-            if self[name] is None:
-                continue
-            try:
-                # Parse only (no listening yet); the reactor is not used for that.
-                endpoints.serverFromString(_NO_REACTOR, self[name])
-            except Exception as e:
-                raise usage.UsageError(f"--{name} {self[name]!r}: {e}") from None
+            if self[name] is not None:
+                check_endpoint(name, self[name])
         if self["flush-interval"] < 0:
             raise usage.UsageError("--flush-interval must be 0 or more milliseconds")
         if self["ws-ping"] < 0:
             raise usage.UsageError("--ws-ping must be 0 or more seconds")
+        if self["auth"] is not None:
+            self["authenticate"] = load_authenticate(self["auth"])
+        if self["require-auth"] and self["authenticate"] is None:
+            raise usage.UsageError(
+                "--require-auth needs --auth module:callable to check the tokens"
+            )
         if not self["rooms"]:
             self["rooms"] = demo_rooms()
 
+    def limits(self) -> Limits:
+        """The per-connection and per-server limits these options set."""
+        return Limits(
+            rate=self["rate"],
+            burst=self["burst"],
+            frame_timeout=self["frame-timeout"],
+            idle_timeout=self["idle-timeout"],
+            max_connections=self["max-connections"],
+            max_per_address=self["max-per-address"],
+        )
 
-class InOrderMultiService(MultiService):
+
+def _describe(address: IAddress) -> str:
+    """host:port, [v6]:port or a UNIX socket's path."""
+    host = getattr(address, "host", None)
+    port = getattr(address, "port", None)
+    if host is not None and port is not None:
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    name = getattr(address, "name", None)
+    if isinstance(name, bytes):
+        name = name.decode(errors="replace")
+    return str(name) if name else str(address)
+
+
+class Listener(StreamServerEndpointService):
     """
-    Stops its children one at a time, last added first, each after the one
-    before has finished: the ports have stopped listening before the rooms
-    are disposed and the players told.
+    Listens on one endpoint string. Failing to listen is a L{StartupFailed}
+    (one line: which option, which endpoint, why); C{listening} fires with
+    the port once it listens.
     """
+
+    def __init__(
+        self, option: str, description: str, factory: IProtocolFactory, clock: Any, serves: str
+    ) -> None:
+        super().__init__(endpoints.serverFromString(clock, description), factory)
+        self._raiseSynchronously = True
+        self.option = option
+        self.description = description
+        self.serves = serves
+        self.secure = description.split(":", 1)[0].strip().lower() in TLS_ENDPOINT_TYPES
+        self.port: IListeningPort | None = None
+        self.listening: Deferred[IListeningPort] = Deferred()
+
+    def _failed(self, reason: BaseException) -> str:
+        if isinstance(reason, CannotListenError) and reason.socketError is not None:
+            error = reason.socketError
+            why = getattr(error, "strerror", None) or str(error)
+        else:
+            why = str(reason) or type(reason).__name__
+        return f"gameframe cannot listen on --{self.option} {self.description}: {why}"
+
+    def privilegedStartService(self) -> None:
+        try:
+            super().privilegedStartService()
+        except Exception as e:
+            raise StartupFailed(self._failed(e)) from None
+        waiting = self._waitingForPort
+        assert waiting is not None
+        waiting.addCallback(self._listened)
+
+    def _listened(self, port: IListeningPort | None) -> IListeningPort | None:
+        # None: the listen failed later (an endpoint that listens
+        # asynchronously); StreamServerEndpointService has logged it.
+        if port is not None:
+            self.port = port
+            self.listening.callback(port)
+        elif not self.listening.called:
+            self.listening.errback(
+                Failure(StartupFailed(f"gameframe cannot listen on --{self.option} {self.description}"))
+            )
+        return port
+
+    def address(self) -> str:
+        assert self.port is not None
+        return _describe(self.port.getHost())
+
+
+class GameframeService(MultiService):
+    """
+    The whole server. Starts: every port listens (or the start fails in
+    one line), then the log names each endpoint and the room types.
+
+    Stops one child at a time, last added first, each after the one before
+    has finished: the ports stop listening, then the rooms shut down
+    (C{on_shutdown}, players told C{server_shutdown}). The whole stop is
+    bounded: C{shutdown_timeout} plus a short grace, then the process goes on
+    exiting whatever is still pending.
+    """
+
+    def __init__(
+        self,
+        clock: IReactorTime | None = None,
+        shutdown_timeout: float | None = None,
+        rooms: Sequence[str] = (),
+    ) -> None:
+        super().__init__()
+        self._clock = clock
+        self._shutdown_timeout = shutdown_timeout
+        self._room_types = list(rooms)
+
+    def listeners(self) -> list[Listener]:
+        return [child for child in self if isinstance(child, Listener)]
+
+    def privilegedStartService(self) -> None:
+        try:
+            super().privilegedStartService()
+        except StartupFailed as e:
+            log.critical("{message}", message=e.message)
+            raise
+
+    def startService(self) -> None:
+        try:
+            super().startService()
+        except StartupFailed as e:
+            log.critical("{message}", message=e.message)
+            raise
+        listeners = self.listeners()
+        DeferredList(
+            [listener.listening for listener in listeners],
+            fireOnOneErrback=True,
+            consumeErrors=True,
+        ).addCallbacks(lambda _: self._announce(listeners), self._failed_later)
+
+    def _failed_later(self, failure: Failure) -> None:
+        """An endpoint that listens asynchronously failed: stop the server."""
+        error = failure.value
+        if isinstance(error, FirstError):
+            error = error.subFailure.value
+        log.critical("{message}", message=str(error))
+        from twisted.internet import reactor
+
+        reactor.stop()
+
+    def _announce(self, listeners: list[Listener]) -> None:
+        for listener in listeners:
+            address = listener.address()
+            if listener.option == "web":
+                scheme = "https" if listener.secure else "http"
+                host, _, port = address.rpartition(":")
+                if host in ("0.0.0.0", "[::]"):
+                    host = "127.0.0.1"
+                url = f"{scheme}://{host}:{port}/" if port.isdigit() else scheme + ":"
+                log.info(
+                    "gameframe web on {address}{tls}: {url} (browser demo, "
+                    "{ws}://…/ws for WebSocket players, /rooms)",
+                    address=address,
+                    tls=" (TLS)" if listener.secure else "",
+                    url=url,
+                    ws="wss" if listener.secure else "ws",
+                )
+            else:
+                log.info(
+                    "gameframe players on {address}{tls} ({serves})",
+                    address=address,
+                    tls=" (TLS)" if listener.secure else "",
+                    serves=listener.serves,
+                )
+        log.info("gameframe rooms: {rooms}", rooms=", ".join(self._room_types))
 
     def stopService(self) -> Deferred[None]:
         Service.stopService(self)
@@ -159,23 +526,56 @@ class InOrderMultiService(MultiService):
             for child in reversed(list(self)):
                 await maybeDeferred(child.stopService)
 
-        return Deferred.fromCoroutine(stop_all())
+        stopping = Deferred.fromCoroutine(stop_all())
+        if self._shutdown_timeout is None or self._clock is None:
+            return stopping
+        bound = self._shutdown_timeout + SHUTDOWN_GRACE
+
+        def timed_out(failure: Failure) -> None:
+            failure.trap(Exception)
+            log.warn(
+                "gameframe did not finish shutting down within {bound} s "
+                "(--shutdown-timeout plus {grace} s); exiting anyway",
+                bound=bound,
+                grace=SHUTDOWN_GRACE,
+            )
+
+        return stopping.addTimeout(bound, self._clock).addErrback(timed_out)
+
+
+# The old name: a MultiService that stops its children in order, last first.
+InOrderMultiService = GameframeService
 
 
 def makeService(options: Any) -> IService:
-    """Wire the RoomService and its listening ports into one MultiService."""
+    """Wire the RoomService and its listening ports into one GameframeService."""
     from twisted.internet import reactor
 
-    top = InOrderMultiService()
-    rooms = RoomService(reactor, options["rooms"])
-    # The RoomService first: MultiService stops children in reverse order,
-    # so the ports stop listening before the rooms are disposed.
+    rooms_types: dict[str, type[Room]] = options["rooms"]
+    top = GameframeService(reactor, options["shutdown-timeout"], list(rooms_types))
+    rooms = RoomService(
+        reactor,
+        rooms_types,
+        authenticate=options["authenticate"],
+        require_auth=bool(options["require-auth"]),
+        shutdown_timeout=options["shutdown-timeout"],
+    )
+    # The RoomService first: the children stop in reverse order,
+    # so the ports stop listening before the rooms shut down.
     rooms.setServiceParent(top)
     flush_interval = options["flush-interval"] / 1000.0
+    limits = options.limits()
+    shared = _connection_limits(limits)
     factory = GameFactory(
-        rooms, reactor, max_frame=options["max-frame"], flush_interval=flush_interval
+        rooms,
+        reactor,
+        max_frame=options["max-frame"],
+        flush_interval=flush_interval,
+        **shared,
     )
-    strports.service(options["port"], factory).setServiceParent(top)
+    Listener(
+        "port", options["port"], factory, reactor, "JSON Lines"
+    ).setServiceParent(top)
     if options["web"] is not None:
         websocket = WebSocketGameFactory(
             rooms,
@@ -184,24 +584,21 @@ def makeService(options: Any) -> IService:
             allowed_origins=options["allowed-origins"],
             ping_interval=options["ws-ping"],
             flush_interval=flush_interval,
+            **shared,
         )
         PingService(websocket).setServiceParent(top)
-        web = strports.service(options["web"], make_site(rooms, websocket))
-        web.setServiceParent(top)
-        _announce(options["web"])
+        Listener(
+            "web", options["web"], make_site(rooms, websocket), reactor, "HTTP, WebSocket"
+        ).setServiceParent(top)
     return top
 
 
-def _announce(endpoint: str) -> None:
-    """Log the URL a newcomer opens to see the browser demo."""
-    parts = endpoint.split(":")
-    if parts[0] == "tcp" and len(parts) > 1 and parts[1].isdigit():
-        host = next(
-            (p.split("=", 1)[1] for p in parts[2:] if p.startswith("interface=")),
-            "127.0.0.1",
-        )
-        if host in ("0.0.0.0", "::", ""):
-            host = "127.0.0.1"
-        Logger().info(
-            "gameframe web: http://{host}:{port}/ (browser demo, /ws, /rooms)", host=host, port=parts[1]
-        )
+def _connection_limits(limits: Limits) -> dict[str, Any]:
+    """
+    The keywords both connection factories share: the limits, and one gate
+    so the connection counts add up across endpoints.
+    """
+    gate_class = getattr(_limits, "ConnectionGate", None)
+    if gate_class is None:
+        return {}
+    return {"limits": limits, "gate": gate_class(limits)}

@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -175,12 +176,15 @@ class LineClient:
     """
 
     def __init__(self, port: int) -> None:
-        self.sock = socket.create_connection((HOST, port), timeout=CLIENT_TIMEOUT)
+        self.sock = self._connect(port)
         self.buffer = b""
         self.unread: list[dict[str, Any]] = []
         self.welcome = self.expect("welcome")
         self.player_id: str = self.welcome["player_id"]
         self._ids = 0
+
+    def _connect(self, port: int) -> socket.socket:
+        return socket.create_connection((HOST, port), timeout=CLIENT_TIMEOUT)
 
     def close(self) -> None:
         self.sock.close()
@@ -243,3 +247,97 @@ class LineClient:
             line = self._line()
             if line is None:
                 return
+
+
+class TlsLineClient(LineClient):
+    """A L{LineClient} over TLS, verifying the server with C{context}."""
+
+    def __init__(self, port: int, context: ssl.SSLContext) -> None:
+        self._context = context
+        super().__init__(port)
+
+    def _connect(self, port: int) -> socket.socket:
+        raw = socket.create_connection((HOST, port), timeout=CLIENT_TIMEOUT)
+        try:
+            return self._context.wrap_socket(raw, server_hostname=HOST)
+        except BaseException:
+            raw.close()
+            raise
+
+
+def twistd_command(*args: str) -> list[str]:
+    """`twistd -n gameframe ARGS` (no PID file)."""
+    return [twistd(), "-n", "--pidfile=", "gameframe", *args]
+
+
+def run_twistd(directory: Path, *args: str, timeout: float = START_TIMEOUT) -> subprocess.CompletedProcess[str]:
+    """
+    Run `twistd -n gameframe ARGS` in C{directory} to its end (it is expected
+    to fail to start): its exit status, stdout (the log) and stderr. Killed
+    if it is still running after C{timeout}.
+    """
+    process = subprocess.Popen(
+        twistd_command(*args),
+        cwd=directory,
+        env=twistd_env(),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        out, err = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        out, err = process.communicate(timeout=STOP_TIMEOUT)
+        raise AssertionError(f"twistd {args} was still running after {timeout} s:\n{out}{err}")
+    return subprocess.CompletedProcess(process.args, process.returncode, out, err)
+
+
+def start_server_at(
+    directory: Path, port_endpoint: str, port: int, web_endpoint: str, web_port: int | None, *args: str
+) -> RunningServer:
+    """
+    Like L{start_server}, with the endpoint strings given (TLS, say):
+    C{port} and C{web_port} are the TCP ports they listen on, waited for.
+    """
+    log = directory / f"twistd-{port}.log"
+    command = twistd_command("--port", port_endpoint, "--web", web_endpoint, *args)
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            command,
+            cwd=directory,
+            env=twistd_env(),
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    server = RunningServer(process, port, web_port, log)
+    try:
+        deadline = time.monotonic() + START_TIMEOUT
+        for listening in (port, web_port):
+            if listening is not None:
+                _wait_for_port(server, listening, deadline)
+    except BaseException:
+        stop_process(process)
+        raise
+    return server
+
+
+def wait_for_log(server: RunningServer, text: str, timeout: float = START_TIMEOUT) -> str:
+    """Poll the server's log (bounded) until it contains C{text}; the log."""
+    deadline = time.monotonic() + timeout
+    while True:
+        log = server.log_text()
+        if text in log:
+            return log
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{text!r} not in the log within {timeout} s:\n{log}")
+        try:
+            server.process.wait(timeout=0.05)
+        except subprocess.TimeoutExpired:
+            continue
+        log = server.log_text()
+        if text in log:
+            return log
+        raise AssertionError(f"the server exited with {server.process.returncode}:\n{log}")

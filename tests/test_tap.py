@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+import signal
+import socket
+import subprocess
+from pathlib import Path
+from typing import Any, Iterator
 
 import pytest
 from twisted.application.internet import StreamServerEndpointService
@@ -13,7 +17,18 @@ from twisted.python import usage
 from gameframe import GameFactory, RoomService
 from gameframe.demo.chat import ChatRoom
 from gameframe.demo.tictactoe import TicTacToe
+from gameframe._limits import Limits
 from gameframe.tap import Options, makeService
+from tests._server import (
+    HOST,
+    STOP_TIMEOUT,
+    free_port,
+    run_twistd,
+    running_server,
+    start_server,
+    stop_process,
+    wait_for_log,
+)
 
 
 def parse(*argv: str) -> Options:
@@ -88,6 +103,7 @@ def test_room_class_that_is_not_a_room(target: str) -> None:
     message = str(caught.value)
     assert "is not a gameframe Room" in message
     assert target.replace(":", ".") in message
+    assert "\n" not in message
 
 
 def test_max_frame() -> None:
@@ -220,3 +236,273 @@ def test_room_modules_are_found_in_the_current_directory(
     monkeypatch.setattr("sys.path", [p for p in __import__("sys").path if p not in ("", str(tmp_path))])
     options = parse("--room", "counter=mygame_for_tap_test:Counter")
     assert options["rooms"]["counter"].__name__ == "Counter"
+
+
+# -- limits, auth and shutdown options ----------------------------------------------
+
+
+def test_limit_defaults_build_the_documented_limits() -> None:
+    options = parse()
+    assert options.limits() == Limits()
+    assert options["rate"] == 100.0
+    assert options["burst"] == 200
+    assert options["frame-timeout"] == 30.0
+    assert options["idle-timeout"] == 120.0
+    assert options["max-connections"] == 10000
+    assert options["max-per-address"] == 0
+    assert options["shutdown-timeout"] == 10.0
+    assert options["authenticate"] is None
+    assert not options["require-auth"]
+
+
+def test_limit_options() -> None:
+    options = parse(
+        "--rate", "2.5", "--burst", "7", "--frame-timeout", "4", "--idle-timeout", "0",
+        "--max-connections", "50", "--max-per-address", "3", "--shutdown-timeout", "1.5",
+    )  # fmt: skip
+    assert options.limits() == Limits(
+        rate=2.5, burst=7, frame_timeout=4.0, idle_timeout=0.0,
+        max_connections=50, max_per_address=3,
+    )  # fmt: skip
+    assert options["shutdown-timeout"] == 1.5
+
+
+@pytest.mark.parametrize(
+    "option, value",
+    [
+        ("rate", "fast"), ("rate", "-1"), ("rate", "nan"), ("burst", "0"), ("burst", "1.5"),
+        ("frame-timeout", "-1"), ("idle-timeout", "soon"), ("max-connections", "-1"),
+        ("max-connections", "many"), ("max-per-address", "-2"), ("shutdown-timeout", "0"),
+        ("shutdown-timeout", "inf"),
+    ],
+)  # fmt: skip
+def test_bad_limit_values_name_the_option(option: str, value: str) -> None:
+    with pytest.raises(usage.UsageError) as caught:
+        parse(f"--{option}", value)
+    message = str(caught.value)
+    assert f"--{option}" in message
+    assert repr(value) in message
+    assert "enforcement" not in message
+
+
+def test_every_option_is_in_the_help() -> None:
+    help_text = str(Options())
+    for option in (
+        "--rate", "--burst", "--frame-timeout", "--idle-timeout", "--max-connections",
+        "--max-per-address", "--auth", "--require-auth", "--shutdown-timeout",
+        "--port", "--web", "--room",
+    ):  # fmt: skip
+        assert option in help_text, option
+
+
+def test_auth_resolves_a_callable() -> None:
+    options = parse("--auth", "gameframe.tap:demo_rooms", "--require-auth")
+    from gameframe.tap import demo_rooms
+
+    assert options["authenticate"] is demo_rooms
+    assert options["require-auth"]
+
+
+@pytest.mark.parametrize(
+    "spec, words",
+    [
+        ("gameframe_no_such_module:verify", ["cannot import", "gameframe_no_such_module"]),
+        ("gameframe.tap:no_such_name", ["gameframe.tap has no no_such_name"]),
+        ("gameframe.tap:DEFAULT_SHUTDOWN_TIMEOUT", ["is not callable"]),
+        ("gameframe.tap", ["module:name"]),
+    ],
+)
+def test_bad_auth(spec: str, words: list[str]) -> None:
+    with pytest.raises(usage.UsageError) as caught:
+        parse("--auth", spec)
+    for word in words:
+        assert word in str(caught.value)
+
+
+def test_require_auth_needs_auth() -> None:
+    with pytest.raises(usage.UsageError, match="--require-auth needs --auth"):
+        parse("--require-auth")
+
+
+def test_make_service_passes_auth_limits_and_shutdown_timeout() -> None:
+    options = parse(
+        "--port", "tcp:0:interface=127.0.0.1",
+        "--web", "tcp:0:interface=127.0.0.1",
+        "--auth", "gameframe.tap:demo_rooms", "--require-auth",
+        "--shutdown-timeout", "3", "--rate", "5", "--max-per-address", "2",
+    )  # fmt: skip
+    rooms, tcp, pinger, web = list(makeService(options))
+    assert isinstance(rooms, RoomService)
+    assert rooms._authenticate is options["authenticate"]
+    assert rooms._require_auth is True
+    assert rooms._shutdown_timeout == 3.0
+    ws = web.factory.resource.children[b"ws"].factory
+    assert tcp.factory.limits == ws.limits == options.limits()
+    # One gate: the connection counts add up across both endpoints.
+    assert tcp.factory.gate is ws.gate
+
+
+def test_a_bare_port_number_is_not_an_endpoint() -> None:
+    with pytest.raises(usage.UsageError) as caught:
+        parse("--port", "7001")
+    assert "did you mean tcp:7001?" in str(caught.value)
+    with pytest.raises(usage.UsageError, match="did you mean tcp:8081"):
+        parse("--web", "8081")
+
+
+@pytest.mark.parametrize("port", ["tcp:99999", "tcp:port=70000", "tcp6:65536"])
+def test_a_port_out_of_range_is_a_usage_error(port: str) -> None:
+    with pytest.raises(usage.UsageError, match="out of range"):
+        parse("--port", port)
+
+
+def test_the_whole_stop_is_bounded() -> None:
+    from twisted.application.service import Service
+    from twisted.internet.defer import Deferred
+    from twisted.internet.task import Clock
+
+    from gameframe.tap import SHUTDOWN_GRACE, GameframeService
+
+    clock = Clock()
+    top = GameframeService(clock, shutdown_timeout=3.0)
+
+    class Stuck(Service):
+        def stopService(self) -> Deferred[None]:
+            return Deferred()
+
+    Stuck().setServiceParent(top)
+    top.startService()
+    done = top.stopService()
+    clock.advance(3.0 + SHUTDOWN_GRACE - 0.1)
+    assert not done.called
+    clock.advance(0.1)
+    assert done.called
+
+
+# -- the real twistd: start-up failures are one line, never a traceback -------------
+
+
+def one_line(result: subprocess.CompletedProcess[str]) -> str:
+    """The failure's single line (stderr before logging starts, else the log)."""
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert "Traceback" not in output, output
+    assert "Usage:" not in output, output
+    assert "gameframe players on" not in output, output
+    assert "gameframe web on" not in output, output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    if not lines:
+        lines = [line for line in result.stdout.splitlines() if "gameframe.tap#critical" in line]
+    assert len(lines) == 1, output
+    return lines[0]
+
+
+@pytest.fixture
+def occupied() -> Iterator[int]:
+    """A port on 127.0.0.1 something else listens on."""
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        sock.listen()
+        yield sock.getsockname()[1]
+
+
+def test_twistd_port_in_use(tmp_path: Path, occupied: int) -> None:
+    result = run_twistd(tmp_path, "--port", f"tcp:{occupied}:interface={HOST}", "--web", "none")
+    line = one_line(result)
+    assert f"cannot listen on --port tcp:{occupied}:interface={HOST}" in line
+    assert "Address already in use" in line
+
+
+def test_twistd_web_port_in_use_after_the_players_port_listens(
+    tmp_path: Path, occupied: int
+) -> None:
+    result = run_twistd(
+        tmp_path, "--port", f"tcp:{free_port()}:interface={HOST}",
+        "--web", f"tcp:{occupied}:interface={HOST}",
+    )  # fmt: skip
+    line = one_line(result)
+    assert f"cannot listen on --web tcp:{occupied}" in line
+    assert "Address already in use" in line
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["--port", "tcp:99999"], "--port 'tcp:99999': port 99999 is out of range"),
+        (["--port", "7001"], "--port '7001' is not an endpoint string: did you mean tcp:7001?"),
+        (["--web", "carrier-pigeon:7"], "--web 'carrier-pigeon:7'"),
+        (["--room", "x=gameframe_no_such_module:Thing"], "cannot import gameframe_no_such_module"),
+        (["--room", "x=gameframe.demo.chat:Nope"], "gameframe.demo.chat.Nope is not a gameframe Room"),
+        (["--room", "x=broken_room_module:Room"], "NameError: name 'undefined_name' is not defined"),
+        (["--auth", "gameframe.tap:DEFAULT_SHUTDOWN_TIMEOUT"], "is not callable"),
+        (["--rate", "fast"], "--rate wants messages per second, not 'fast'"),
+    ],
+)  # fmt: skip
+def test_twistd_bad_options_are_one_line_on_stderr(
+    tmp_path: Path, args: list[str], expected: str
+) -> None:
+    (tmp_path / "broken_room_module.py").write_text(
+        "from gameframe import Room\n\nundefined_name.oops\n"
+    )
+    result = run_twistd(tmp_path, *args)
+    line = one_line(result)
+    assert result.returncode == 1
+    assert expected in line, line
+    assert line.startswith("twistd gameframe: ")
+    if "broken_room_module" in " ".join(args):
+        assert "broken_room_module.py, line 3" in line
+
+
+def test_twistd_announces_every_endpoint_and_the_rooms_once_listening(tmp_path: Path) -> None:
+    with running_server(tmp_path, "--room", "talk=gameframe.demo.chat:ChatRoom") as server:
+        log = wait_for_log(server, "gameframe rooms: talk")
+        assert f"gameframe players on {HOST}:{server.port} (JSON Lines)" in log
+        assert f"gameframe web on {HOST}:{server.web_port}: http://{HOST}:{server.web_port}/" in log
+        # Announced after listening: nothing before twistd's own start-up lines.
+        assert log.index("starting up") < log.index("gameframe players on")
+
+
+# -- the real twistd: SIGTERM shuts down in order, bounded ---------------------------
+
+
+def test_sigterm_tells_a_connected_player_and_exits(tmp_path: Path) -> None:
+    server = start_server(tmp_path)
+    try:
+        player = server.connect()
+        assert player.request("join_or_create", room="chat")["action"] == "joined"
+        server.process.terminate()
+        player.expect("left", reason="shutdown")
+        disconnect = player.expect("disconnect")
+        assert disconnect["code"] == "server_shutdown"
+        player.assert_closed()
+        player.close()
+        # twistd ends by re-raising the signal it stopped for, after a clean shutdown.
+        assert server.process.wait(timeout=STOP_TIMEOUT) == -signal.SIGTERM
+        assert "Server Shut Down." in server.log_text()
+    finally:
+        stop_process(server.process)
+
+
+def test_sigterm_with_a_room_stuck_in_on_shutdown_exits_after_the_timeout(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "stuck_room.py").write_text(
+        "from twisted.internet.defer import Deferred\n"
+        "from gameframe import Room\n\n"
+        "class Stuck(Room):\n"
+        "    def on_shutdown(self):\n"
+        "        return Deferred()  # never fires\n"
+    )
+    server = start_server(tmp_path, "--room", "stuck=stuck_room:Stuck", "--shutdown-timeout", "1")
+    try:
+        player = server.connect()
+        assert player.request("join_or_create", room="stuck")["action"] == "joined"
+        server.process.terminate()
+        disconnect = player.expect("disconnect")
+        assert disconnect["code"] == "server_shutdown"
+        player.close()
+        # Exits on its own, by the signal it stopped for (SIGKILL would be -9).
+        assert server.process.wait(timeout=STOP_TIMEOUT) == -signal.SIGTERM
+        assert "on_shutdown did not finish" in server.log_text()
+    finally:
+        stop_process(server.process)
