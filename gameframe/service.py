@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import time
 from collections import deque
 from typing import Any, Callable, Mapping
 
@@ -13,7 +14,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from gameframe._async import call, settled
-from gameframe._host import RoomHost
+from gameframe._host import RoomHost, Stopwatch
 from gameframe._timers import Metronome
 from gameframe._version import __version__
 from gameframe.codec import GameError, encode
@@ -80,6 +81,8 @@ class RoomService(Service):
     @param shutdown_timeout: seconds the rooms' C{on_shutdown} and
         C{on_leave}/C{on_dispose} get, together, when the server stops.
     @param directory: where rooms are listed and found (in memory by default).
+    @param stopwatch: wall-clock seconds, to log handlers and ticks that
+        hold the reactor over 100 ms (injected in tests).
     """
 
     log = Logger()
@@ -93,8 +96,10 @@ class RoomService(Service):
         require_auth: bool = False,
         shutdown_timeout: float = 10.0,
         directory: IRoomDirectory | None = None,
+        stopwatch: Stopwatch = time.perf_counter,
     ) -> None:
         self._clock = clock
+        self._stopwatch = stopwatch
         self._authenticate = authenticate
         self._require_auth = require_auth
         self._shutdown_timeout = shutdown_timeout
@@ -455,6 +460,7 @@ class RoomService(Service):
             self._clock,
             self._metronome,
             self.directory,
+            self._stopwatch,
         )
         result = host.create()
         if isinstance(result, Deferred):

@@ -422,3 +422,35 @@ class PatchRateTests(SynchronousTestCase):
         self.assertEqual(len(alice.received("patch")), 1)
         room.send_patches()
         self.assertEqual(alice.state["players"][alice.player_id]["x"], 2)
+
+
+class CongestedTests(SynchronousTestCase):
+    """A player whose socket is backed up gets no patches queued, then one full state."""
+
+    def test_patches_are_skipped_while_congested_then_one_full_state(self) -> None:
+        class Counter(Room):
+            def on_create(self, options: dict[str, Any]) -> None:
+                self.state = {"n": -1}
+
+        kit = Harness({"plain": Counter})
+        alice, bob = kit.connect(), kit.connect()
+        room_id = alice.join_or_create("plain")["room_id"]
+        bob.join(room_id)
+        room = kit.room(room_id)
+        bob.link.congested = True  # type: ignore[misc]
+        bob.clear()
+        for n in range(5):
+            room.state["n"] = n
+            kit.advance(0.05)
+        self.assertEqual(bob.messages, [])
+        self.assertEqual(len(alice.received("patch")), 5)
+        bob.link.congested = False  # type: ignore[misc]
+        room.send_patches()  # nothing changed since: bob still catches up
+        (caught_up,) = bob.messages
+        self.assertEqual(caught_up["action"], "state")
+        self.assertEqual(bob.state, alice.state)
+        room.state["n"] = 99
+        room.send_patches()
+        self.assertEqual(bob.last()["action"], "patch")
+        self.assertEqual(bob.state, alice.state)
+        self.assertEqual(bob.state["n"], 99)
