@@ -1,36 +1,72 @@
-"""The session half every transport shares: decode and route frames, buffer and frame output, backpressure."""
+"""The session half every transport shares: limits, decode and route frames, buffer and frame output, backpressure."""
 
 from __future__ import annotations
 
+from math import inf
 from typing import Any, Mapping
 
 from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from gameframe._sendpath import FlushScheduler, SendBuffer, SocketWriter, TransportWriter
-from gameframe.codec import (
-    BAD_UTF8,
-    FRAME_TOO_LARGE,
-    GameError,
-    decode,
-    encode,
-    error_message,
+from gameframe._limits import RATE_ERROR_INTERVAL, ConnectionGate, Limits
+from gameframe._sendpath import (
+    DEFAULT_MAX_PENDING_MESSAGES,
+    FlushScheduler,
+    SendBuffer,
+    SocketWriter,
+    TransportWriter,
 )
+from gameframe.codec import GameError, decode, encode
 from gameframe.interfaces import IPlayerLink
 from gameframe.player import Player
 from gameframe.service import RoomService
+from gameframe.vocabulary import (
+    BAD_UTF8,
+    FLOODING,
+    FRAME_TIMEOUT,
+    FRAME_TOO_LARGE,
+    IDLE_TIMEOUT,
+    RATE_LIMITED,
+    SLOW_CLIENT,
+    TOO_MANY_CONNECTIONS,
+    disconnect_message,
+    error_message,
+)
 
 DEFAULT_MAX_FRAME = 64 * 1024
 DEFAULT_MAX_PENDING = 4 * 1024 * 1024
+# Seconds a closing connection waits for the client to close its side.
+LINGER = 5.0
+# At most one log line per this many seconds about refused connections.
+_REFUSAL_LOG_INTERVAL = 10.0
+
+__all__ = [
+    "DEFAULT_MAX_FRAME",
+    "DEFAULT_MAX_PENDING",
+    "DEFAULT_MAX_PENDING_MESSAGES",
+    "LINGER",
+    "BufferedLink",
+    "LinkFactory",
+]
 
 
 class LinkFactory:
     """
     What every connection of one listening endpoint shares: the rooms, the
-    limits, and one flush per reactor turn (or every C{flush_interval}
-    seconds: fewer sends, more latency).
+    limits, the connection gate, one flush per reactor turn (or every
+    C{flush_interval} seconds: fewer sends, more latency) and one sweep
+    over its connections for timeouts.
+
+    @param gate: counts connections against C{limits.max_connections} and
+        C{limits.max_per_address}; share one between a server's endpoints
+        (L{None}: a gate of this endpoint's own).
+    @param max_pending_messages: messages that may wait for one client
+        (besides C{max_pending} bytes) before it is dropped as a slow client.
     """
+
+    log = Logger()
 
     def __init__(
         self,
@@ -39,11 +75,79 @@ class LinkFactory:
         max_frame: int = DEFAULT_MAX_FRAME,
         max_pending: int = DEFAULT_MAX_PENDING,
         flush_interval: float = 0.0,
+        limits: Limits = Limits(),
+        gate: ConnectionGate | None = None,
+        max_pending_messages: int = DEFAULT_MAX_PENDING_MESSAGES,
     ) -> None:
         self.service = service
         self.max_frame = max_frame
         self.max_pending = max_pending
+        self.max_pending_messages = max_pending_messages
+        self.limits = limits
+        self.gate = ConnectionGate(limits) if gate is None else gate
         self.scheduler = FlushScheduler(clock, flush_interval)
+        self.links: set[BufferedLink] = set()
+        self._sweeper = LoopingCall(self._sweep)
+        self._sweeper.clock = clock
+        self._refusals_logged = -inf
+        self._refusals_unlogged = 0
+
+    def start_sweeping(self) -> None:
+        """Check the connections for timeouts periodically (until L{stop_sweeping})."""
+        interval = self.limits.sweep_interval()
+        if interval and not self._sweeper.running:
+            self._sweeper.start(interval, now=False)
+
+    def stop_sweeping(self) -> None:
+        if self._sweeper.running:
+            self._sweeper.stop()
+
+    def _sweep(self) -> None:
+        """
+        Close the connections past a timeout: one pass over the open
+        connections comparing timestamps, instead of a timer per connection
+        rescheduled on every message.
+        """
+        now = self.scheduler.clock.seconds()
+        limits = self.limits
+        idle = now - limits.idle_timeout if limits.idle_timeout > 0 else -inf
+        frame = now - limits.frame_timeout if limits.frame_timeout > 0 else -inf
+        linger = now - LINGER
+        expired = [
+            link
+            for link in self.links
+            if link._last_seen < idle
+            or link._frame_started < frame
+            or link._closing_since < linger
+        ]
+        for link in expired:
+            if link._closing:
+                link._abort()  # a closing connection the client never closed
+            elif link._frame_started < frame:
+                link._expire(
+                    FRAME_TIMEOUT,
+                    f"a message must arrive within {limits.frame_timeout:g} s of its first byte",
+                )
+            else:
+                link._expire(
+                    IDLE_TIMEOUT, f"nothing received for {limits.idle_timeout:g} s"
+                )
+
+    def _refused(self, link: BufferedLink) -> None:
+        """Log refused connections: the first, then at most one line per interval."""
+        self._refusals_unlogged += 1
+        now = self.scheduler.clock.seconds()
+        if now - self._refusals_logged >= _REFUSAL_LOG_INTERVAL:
+            self.log.warn(
+                "refused {count} connection(s) ({code}), the last from {address};"
+                " {open} open",
+                count=self._refusals_unlogged,
+                code=TOO_MANY_CONNECTIONS,
+                address=link._address,
+                open=self.gate.open,
+            )
+            self._refusals_logged = now
+            self._refusals_unlogged = 0
 
 
 @implementer(IPlayerLink)
@@ -52,34 +156,98 @@ class BufferedLink:
     One connection's player session, whatever the transport.
 
     A transport subclass calls L{_opened} with its writer (a
-    L{TransportWriter} or L{SocketWriter}), then L{_frame_received} and
-    L{_closed}, and provides L{_frame} (how messages are framed on the
-    wire) and L{_disconnect}. Output goes through one L{SendBuffer}: all
-    messages for this connection until the next flush leave in one write.
-    A client that stops reading while more than C{max_pending} bytes wait
-    for it is dropped.
+    L{TransportWriter} or L{SocketWriter}) and the peer's address, sets
+    C{_last_seen} (the clock's time) whenever bytes arrive and
+    C{_frame_started} while a message is partly received, calls
+    L{_frame_received} with each complete frame and L{_closed}; it provides
+    L{_frame} (how messages are framed on the wire) and L{_disconnect}.
+
+    Limits, in the order a frame meets them:
+
+      - The connection gate: a connection over C{max_connections} (or
+        C{max_per_address}) gets C{disconnect} C{too_many_connections} and
+        is closed; no player is made for it.
+      - The message rate, a token bucket of C{burst} tokens refilled at
+        C{rate} per second, one token per frame, checked before decoding.
+        A frame without a token is dropped and answered with an C{error}
+        C{rate_limited} (at most one a second). A client I{floods} when its
+        dropped frames keep coming without a pause long enough to refill its
+        whole bucket (C{burst / rate} seconds without a drop); once a flood
+        has lasted C{flood_grace} seconds the client gets C{disconnect}
+        C{flooding} and is closed.
+      - The frame timeout and idle timeout (checked by the factory's sweep):
+        C{disconnect} C{frame_timeout} when a message is still incomplete
+        C{frame_timeout} seconds after its first byte, C{idle_timeout} when
+        no byte at all arrived for C{idle_timeout} seconds.
+
+    Output goes through one L{SendBuffer}: all messages for this connection
+    until the next flush leave in one write. While the socket is backed up
+    the link is L{congested}; a client that stops reading while more than
+    C{max_pending} bytes or C{max_pending_messages} messages wait for it is
+    dropped at once (a slow client; nothing more can reach it).
     """
 
     log = Logger()
     player: Player
 
+    _address: str | None = None
+    _admitted = False
+    # When the close began (inf: not closing). Compared by the factory's sweep.
+    _closing_since = inf
+
     def __init__(self, factory: LinkFactory) -> None:
+        self._factory = factory
         self._service = factory.service
         self._scheduler = factory.scheduler
+        self._clock = factory.scheduler.clock
         self._max_frame = factory.max_frame
         self._max_pending = factory.max_pending
+        self._max_messages = factory.max_pending_messages
         self._closing = False
         self._buffered = 0  # bytes appended since the last flush
+        self._buffered_count = 0  # messages appended since the last flush
         self._out = SendBuffer(factory.scheduler, self._flush)
         self._writer: TransportWriter | SocketWriter | None = None
+        limits = factory.limits
+        now = self._clock.seconds()
+        # The time of the latest bytes received (the time frames are counted at).
+        self._last_seen = now
+        # The time the first byte of an incomplete message arrived; inf: none.
+        self._frame_started = inf
+        # The token bucket.
+        self._rate = limits.rate if limits.rate > 0 else 0.0
+        self._burst = float(max(limits.burst, 1))
+        self._tokens = self._burst
+        self._stamp = now
+        # Flood detection: the current run of dropped frames.
+        self._refill = self._burst / self._rate if self._rate else 0.0
+        self._flood_grace = limits.flood_grace
+        self._flood_since = -inf
+        self._last_drop = -inf
+        self._rate_error_at = -inf
 
     # -- for transports ------------------------------------------------------
 
-    def _opened(self, writer: TransportWriter | SocketWriter) -> None:
+    def _opened(self, writer: TransportWriter | SocketWriter, address: str | None) -> None:
+        """The connection is ready for messages: admit it or refuse it."""
+        factory = self._factory
         self._writer = writer
+        self._address = address
+        factory.links.add(self)
+        if not factory.gate.admit(address):
+            factory._refused(self)
+            self._close_with(
+                disconnect_message(
+                    TOO_MANY_CONNECTIONS, "the server has too many connections, try again later"
+                )
+            )
+            return
+        self._admitted = True
         self._service.connect(self)
 
     def _frame_received(self, frame: bytes | str) -> None:
+        if self._rate and not self._take():
+            return
         try:
             message = decode(frame)
         except GameError as error:
@@ -91,17 +259,66 @@ class BufferedLink:
             return
         self._service.receive(self.player, message)
 
+    def _take(self) -> bool:
+        """One token for a frame received at C{_last_seen}; False: it is dropped."""
+        now = self._last_seen
+        tokens = self._tokens + (now - self._stamp) * self._rate
+        self._stamp = now
+        if tokens > self._burst:
+            tokens = self._burst
+        if tokens >= 1.0:
+            self._tokens = tokens - 1.0
+            return True
+        self._tokens = tokens
+        self._over_rate(now)
+        return False
+
+    def _over_rate(self, now: float) -> None:
+        """A frame was dropped: say so (once a second), or end a flood."""
+        if now - self._last_drop > self._refill:
+            self._flood_since = now  # a new run of drops
+        self._last_drop = now
+        if now - self._flood_since >= self._flood_grace:
+            self.log.info(
+                "{player} kept sending over {rate} messages/s for {grace} s ({code}), closing",
+                player=self._who(),
+                rate=self._rate,
+                grace=self._flood_grace,
+                code=FLOODING,
+            )
+            self.close(FLOODING, f"over {self._rate:g} messages per second for too long")
+            return
+        if now - self._rate_error_at >= RATE_ERROR_INTERVAL:
+            self._rate_error_at = now
+            self.send(
+                error_message(
+                    RATE_LIMITED,
+                    f"more than {self._rate:g} messages per second: messages dropped",
+                )
+            )
+
     def _too_large(self) -> None:
         self._fatal(FRAME_TOO_LARGE, f"a message may be at most {self._max_frame} bytes")
 
     def _fatal(self, code: str, text: str) -> None:
         """Bad input we cannot read past: say why, then close."""
-        self.log.info("{player} sent bad input ({code}), closing", player=self.player, code=code)
+        self.log.info("{player} sent bad input ({code}), closing", player=self._who(), code=code)
         self._close_with(error_message(code, text))
+
+    def _expire(self, code: str, text: str) -> None:
+        """A timeout ran out (the factory's sweep): say which, then close."""
+        self.log.info("{player} timed out ({code}), closing", player=self._who(), code=code)
+        self.close(code, text)
 
     def _closed(self) -> None:
         self._closing = True
+        self._closing_since = inf
         self._out.discard()
+        factory = self._factory
+        factory.links.discard(self)
+        if self._admitted:
+            self._admitted = False
+            factory.gate.release(self._address)
         if getattr(self, "player", None) is not None:  # None: lost before it opened
             self._service.disconnect(self.player, self)
 
@@ -113,7 +330,21 @@ class BufferedLink:
         """Close the connection (at once, dropping unsent data, if C{abort})."""
         raise NotImplementedError
 
+    def _who(self) -> object:
+        """The player, for log lines (the address before there is one)."""
+        return getattr(self, "player", None) or self._address
+
     # -- IPlayerLink -----------------------------------------------------------
+
+    @property
+    def congested(self) -> bool:
+        """
+        True while this connection's socket is backed up: bytes already
+        sent wait in the transport because the client has not read them
+        (L{SocketWriter}), or the transport paused us (L{TransportWriter}).
+        """
+        writer = self._writer
+        return writer is not None and writer.congested
 
     def send(self, message: Mapping[str, Any]) -> None:
         self.send_encoded(encode(message))
@@ -121,17 +352,21 @@ class BufferedLink:
     def send_encoded(self, data: bytes) -> None:
         if self._closing:
             return
-        if self._buffered and self._buffered + len(data) > self._max_pending:
+        if self._buffered and (
+            self._buffered + len(data) > self._max_pending
+            or self._buffered_count >= self._max_messages
+        ):
             # More output in one turn than a client may have waiting at all
             # (a flood of requests with big replies): stop here.
             self._out.discard()
             self._overflow()
             return
         self._buffered += len(data)
+        self._buffered_count += 1
         self._out.append(data)
 
     def close(self, code: str, message: str) -> None:
-        self._close_with({"action": "disconnect", "code": code, "message": message})
+        self._close_with(disconnect_message(code, message))
 
     def _close_with(self, message: Mapping[str, Any]) -> None:
         if self._closing:
@@ -139,21 +374,33 @@ class BufferedLink:
         self._out.append(encode(message))
         self._out.flush()
         self._closing = True
+        self._closing_since = self._clock.seconds()
         self._disconnect(abort=False)
+
+    def _abort(self) -> None:
+        """Drop the connection now, unsent data and all."""
+        self._closing = True
+        self._closing_since = inf
+        self._out.discard()
+        self._disconnect(abort=True)
 
     # -- output and backpressure -----------------------------------------------
 
     def _flush(self, messages: list[bytes]) -> None:
         self._buffered = 0
+        self._buffered_count = 0
         if self._writer is not None:
-            self._writer.write(self._frame(messages))
+            count = len(messages)
+            self._writer.write(self._frame(messages), count)
 
     def _overflow(self) -> None:
         """The client stopped reading and too much waits for it: drop it."""
         self.log.warn(
-            "{player} stopped reading ({limit} bytes waiting), disconnecting",
-            player=self.player,
+            "{player} is a {code}: more than {limit} bytes or {count} messages"
+            " waiting, disconnecting",
+            player=self._who(),
+            code=SLOW_CLIENT,
             limit=self._max_pending,
+            count=self._max_messages,
         )
-        self._closing = True
-        self._disconnect(abort=True)
+        self._abort()

@@ -14,6 +14,10 @@ from twisted.internet.interfaces import (
 )
 from zope.interface import implementer
 
+# Messages that may wait for one client at most (beside the byte bound,
+# max_pending): many tiny messages cost more memory than their bytes say.
+DEFAULT_MAX_PENDING_MESSAGES = 10000
+
 
 class FlushScheduler:
     """
@@ -79,8 +83,9 @@ class TransportWriter:
     Writes through the transport, which sends on a later reactor turn.
 
     Registered as the transport's streaming producer: while the transport
-    says its buffer is full (the client is not reading), bytes written are
-    counted, and past C{max_pending} C{overflow} is called instead.
+    says its buffer is full (the client is not reading: L{congested}),
+    bytes and messages written are counted, and past C{max_pending} bytes
+    or C{max_messages} messages C{overflow} is called instead.
     """
 
     def __init__(
@@ -89,19 +94,29 @@ class TransportWriter:
         write: Callable[[bytes], None],
         max_pending: int,
         overflow: Callable[[], None],
+        max_messages: int = DEFAULT_MAX_PENDING_MESSAGES,
     ) -> None:
         self._consumer: IConsumer | None = consumer
         self._write = write
         self._max_pending = max_pending
+        self._max_messages = max_messages
         self._overflow = overflow
         self._paused = False
         self._pending = 0
+        self._pending_messages = 0
         consumer.registerProducer(self, True)
 
-    def write(self, data: bytes) -> None:
+    @property
+    def congested(self) -> bool:
+        """The transport's buffer is full: the client is not reading."""
+        return self._paused
+
+    def write(self, data: bytes, messages: int = 1) -> None:
+        """Write the bytes of C{messages} framed messages."""
         if self._paused:
             self._pending += len(data)
-            if self._pending > self._max_pending:
+            self._pending_messages += messages
+            if self._pending > self._max_pending or self._pending_messages > self._max_messages:
                 self._overflow()
                 return
         self._write(data)
@@ -118,6 +133,7 @@ class TransportWriter:
     def resumeProducing(self) -> None:
         self._paused = False
         self._pending = 0
+        self._pending_messages = 0
 
     def stopProducing(self) -> None:
         pass
@@ -132,8 +148,9 @@ class SocketWriter:
     transport, in order, and everything after it too until it drains.
 
     Registered as the transport's pull producer, whose C{resumeProducing}
-    the transport calls each time its buffer has drained. Past
-    C{max_pending} bytes queued in the transport, C{overflow} is called.
+    the transport calls each time its buffer has drained. While bytes wait
+    in the transport the writer is L{congested}; past C{max_pending} bytes
+    or C{max_messages} messages queued there, C{overflow} is called.
     """
 
     def __init__(
@@ -142,12 +159,15 @@ class SocketWriter:
         max_pending: int,
         overflow: Callable[[], None],
         drained: bool = True,
+        max_messages: int = DEFAULT_MAX_PENDING_MESSAGES,
     ) -> None:
         self._transport = transport
         self._socket = transport.getHandle()
         self._max_pending = max_pending
+        self._max_messages = max_messages
         self._overflow = overflow
         self._queued = 0
+        self._queued_messages = 0
         self._attached = True
         transport.registerProducer(self, False)  # calls resumeProducing at once
         if not drained:
@@ -158,7 +178,13 @@ class SocketWriter:
         """Only an unencrypted TCP connection can be sent on directly."""
         return isinstance(transport, tcp.Connection)
 
-    def write(self, data: bytes) -> None:
+    @property
+    def congested(self) -> bool:
+        """Bytes of ours wait in the transport: the socket did not take them all."""
+        return self._queued > 0
+
+    def write(self, data: bytes, messages: int = 1) -> None:
+        """Send the bytes of C{messages} framed messages."""
         if not self._queued:
             try:
                 sent = self._socket.send(data)
@@ -168,7 +194,8 @@ class SocketWriter:
                 return
             data = data[sent:]
         self._queued += len(data)
-        if self._queued > self._max_pending:
+        self._queued_messages += messages
+        if self._queued > self._max_pending or self._queued_messages > self._max_messages:
             self._overflow()
             return
         self._transport.write(data)
@@ -182,6 +209,7 @@ class SocketWriter:
     def resumeProducing(self) -> None:
         """The transport sent everything it held."""
         self._queued = 0
+        self._queued_messages = 0
 
     def stopProducing(self) -> None:
         pass
@@ -193,6 +221,7 @@ def writer_for(
     overflow: Callable[[], None],
     direct: bool = True,
     drained: bool = True,
+    max_messages: int = DEFAULT_MAX_PENDING_MESSAGES,
 ) -> SocketWriter | TransportWriter:
     """
     The writer for a connection: direct socket sends on plain TCP (unless
@@ -200,5 +229,5 @@ def writer_for(
     C{drained} false: the transport may still hold bytes written before.
     """
     if direct and SocketWriter.usable(transport):
-        return SocketWriter(transport, max_pending, overflow, drained)
-    return TransportWriter(transport, transport.write, max_pending, overflow)
+        return SocketWriter(transport, max_pending, overflow, drained, max_messages)
+    return TransportWriter(transport, transport.write, max_pending, overflow, max_messages)

@@ -2,17 +2,47 @@
 
 from __future__ import annotations
 
+from math import inf
+
 from twisted.internet.interfaces import IAddress, IDelayedCall
 from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
 
-from gameframe._link import DEFAULT_MAX_FRAME, DEFAULT_MAX_PENDING, BufferedLink, LinkFactory
+from gameframe._link import (
+    DEFAULT_MAX_FRAME,
+    DEFAULT_MAX_PENDING,
+    DEFAULT_MAX_PENDING_MESSAGES,
+    LINGER,
+    BufferedLink,
+    LinkFactory,
+)
 from gameframe._sendpath import writer_for
 
-# Seconds a closing connection waits for the client to close its side.
-LINGER = 5.0
+__all__ = [
+    "DEFAULT_MAX_FRAME",
+    "DEFAULT_MAX_PENDING",
+    "DEFAULT_MAX_PENDING_MESSAGES",
+    "LINGER",
+    "GameFactory",
+    "GameProtocol",
+]
 
-__all__ = ["DEFAULT_MAX_FRAME", "DEFAULT_MAX_PENDING", "GameFactory", "GameProtocol"]
+
+def peer_host(transport: object) -> str | None:
+    """The IP address of a transport's peer; None for peers without one (UNIX sockets)."""
+    get_peer = getattr(transport, "getPeer", None)
+    host = getattr(get_peer(), "host", None) if get_peer is not None else None
+    return host if isinstance(host, str) else None
+
+
+def tune_socket(transport: object) -> None:
+    """No Nagle delay (game messages are small and late ones are stale), TCP keepalive on."""
+    set_no_delay = getattr(transport, "setTcpNoDelay", None)
+    if set_no_delay is not None:
+        set_no_delay(True)
+    set_keep_alive = getattr(transport, "setTcpKeepAlive", None)
+    if set_keep_alive is not None:
+        set_keep_alive(True)
 
 
 class GameProtocol(BufferedLink, Protocol):
@@ -23,8 +53,10 @@ class GameProtocol(BufferedLink, Protocol):
 
     Lines longer than the frame limit and bytes that are not UTF-8 end the
     connection with an C{error}; every other bad input gets an C{error}
-    and the connection goes on. A client that stops reading while more
-    than C{max_pending} bytes wait for it is disconnected.
+    and the connection goes on. Each line counts against the message rate
+    before it is decoded; a partial line is timed for the frame timeout.
+    A client that stops reading while more than C{max_pending} bytes wait
+    for it is disconnected.
     """
 
     _inbox = b""
@@ -36,10 +68,15 @@ class GameProtocol(BufferedLink, Protocol):
     def connectionMade(self) -> None:
         transport = self.transport
         assert transport is not None
-        set_no_delay = getattr(transport, "setTcpNoDelay", None)
-        if set_no_delay is not None:
-            set_no_delay(True)
-        self._opened(writer_for(transport, self._max_pending, self._overflow, self._direct))
+        tune_socket(transport)
+        writer = writer_for(
+            transport,
+            self._max_pending,
+            self._overflow,
+            self._direct,
+            max_messages=self._max_messages,
+        )
+        self._opened(writer, peer_host(transport))
 
     def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:
         if self._linger is not None and self._linger.active():
@@ -51,7 +88,9 @@ class GameProtocol(BufferedLink, Protocol):
     def dataReceived(self, data: bytes) -> None:
         if self._closing:
             return
-        buffer = self._inbox + data if self._inbox else data
+        self._last_seen = now = self._clock.seconds()
+        inbox = self._inbox
+        buffer = inbox + data if inbox else data
         start = 0
         limit = self._max_frame
         while True:
@@ -70,6 +109,11 @@ class GameProtocol(BufferedLink, Protocol):
                 if self._closing:
                     return
         self._inbox = rest = buffer[start:]
+        if not rest:
+            self._frame_started = inf
+            return
+        if start or not inbox:
+            self._frame_started = now  # a new line began in this chunk
         # A partial line may end with the CR of its CRLF, which is not counted.
         if len(rest) - rest.endswith(b"\r") > limit:
             self._too_large()
@@ -86,6 +130,7 @@ class GameProtocol(BufferedLink, Protocol):
             self.transport.abortConnection()  # type: ignore[attr-defined]
         else:
             self._inbox = b""
+            self._frame_started = inf
             if self._writer is not None:
                 self._writer.detach()  # a registered producer would keep it open
             half_close = getattr(self.transport, "loseWriteConnection", None)
@@ -105,11 +150,23 @@ class GameProtocol(BufferedLink, Protocol):
 class GameFactory(LinkFactory, Factory):
     """
     Makes a L{GameProtocol} for each TCP connection, all sharing one
-    L{RoomService} and one flush per reactor turn (or every
-    C{flush_interval} seconds: fewer sends, more latency).
+    L{RoomService}, one flush per reactor turn (or every C{flush_interval}
+    seconds: fewer sends, more latency), the L{Limits} and a
+    L{ConnectionGate} (pass the same C{gate} to a server's WebSocket
+    factory so C{max_connections} counts both).
+
+    Twisted calls L{startFactory} when the first port using it starts
+    listening and L{stopFactory} when the last stops: the timeout sweep
+    runs in between.
     """
 
     def buildProtocol(self, addr: IAddress | None) -> GameProtocol:
         protocol = GameProtocol(self)
         protocol.factory = self
         return protocol
+
+    def startFactory(self) -> None:
+        self.start_sweeping()
+
+    def stopFactory(self) -> None:
+        self.stop_sweeping()

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import struct
-from typing import Any, Callable, Iterable
+from math import inf
+from typing import Any, Callable, Iterable, cast
 
 from twisted.internet.interfaces import IReactorTime, ITransport
 from twisted.internet.task import LoopingCall
@@ -12,14 +13,20 @@ from twisted.web.resource import Resource
 from twisted.web.server import Request
 from twisted.web.websocket import WebSocketResource, WebSocketTransport
 
-from gameframe._link import DEFAULT_MAX_FRAME, DEFAULT_MAX_PENDING, BufferedLink, LinkFactory
+from gameframe._limits import ConnectionGate, Limits
+from gameframe._link import (
+    DEFAULT_MAX_FRAME,
+    DEFAULT_MAX_PENDING,
+    DEFAULT_MAX_PENDING_MESSAGES,
+    BufferedLink,
+    LinkFactory,
+)
 from gameframe._sendpath import writer_for
-from gameframe.codec import BAD_MESSAGE, error_message
+from gameframe.protocol import peer_host, tune_socket
 from gameframe.service import RoomService
+from gameframe.vocabulary import BAD_MESSAGE, error_message
 
 DEFAULT_PING_INTERVAL = 20.0
-
-
 
 # The headers of unmasked, final text frames of 0 to 125 bytes, made once.
 _SHORT_HEADERS = tuple(bytes((0x81, size)) for size in range(126))
@@ -46,8 +53,11 @@ class WebSocketLink(BufferedLink):
     Incoming messages are capped at the frame limit (Twisted buffers a
     whole message before delivering it, so the bytes read are counted here
     and a client that sends more without finishing a message is cut off).
-    Outgoing messages are framed here and written to the TCP transport,
-    several frames per write.
+    The same count of the raw bytes times the frame timeout: from the first
+    byte of a message (or a control frame) to its last. Each data message,
+    text or binary, counts against the message rate. Outgoing messages are
+    framed here and written to the TCP transport, several frames per write.
+    No extension (permessage-deflate) is ever negotiated.
     """
 
     _ws: WebSocketTransport
@@ -59,7 +69,6 @@ class WebSocketLink(BufferedLink):
         request: Request,
     ) -> None:
         super().__init__(factory)
-        self._factory = factory
         self._request = request
         self._meter = FrameMeter()
         self._ponged = True
@@ -81,12 +90,15 @@ class WebSocketLink(BufferedLink):
         # after the upgrade the WebSocket session's writer takes its place.
         # The 101 response may still sit in the transport: queue behind it.
         self._tcp.unregisterProducer()  # type: ignore[attr-defined]
-        set_no_delay = getattr(self._tcp, "setTcpNoDelay", None)
-        if set_no_delay is not None:
-            set_no_delay(True)  # game messages are small and late ones are stale
-        writer = writer_for(self._tcp, self._max_pending, self._overflow, drained=False)
-        self._factory.links.add(self)
-        self._opened(writer)
+        tune_socket(self._tcp)
+        writer = writer_for(
+            self._tcp,
+            self._max_pending,
+            self._overflow,
+            drained=False,
+            max_messages=self._max_messages,
+        )
+        self._opened(writer, peer_host(self._tcp))
 
     def _write_raw(self, data: bytes) -> None:
         """Bytes Twisted's WebSocket code writes: after ours, on our write path."""
@@ -106,14 +118,14 @@ class WebSocketLink(BufferedLink):
             self._frame_received(message)
 
     def bytesMessageReceived(self, data: bytes | bytearray) -> None:
-        if not self._closing:
-            self.send(error_message(BAD_MESSAGE, "send JSON in text frames, not binary"))
+        if self._closing or (self._rate and not self._take()):
+            return
+        self.send(error_message(BAD_MESSAGE, "send JSON in text frames, not binary"))
 
     def pongReceived(self, payload: bytes) -> None:
         self._ponged = True
 
     def connectionLost(self, reason: Failure) -> None:
-        self._factory.links.discard(self)
         self._closed()
 
     # -- limits and liveness ---------------------------------------------------
@@ -122,21 +134,29 @@ class WebSocketLink(BufferedLink):
         """
         Follow the frame headers of what the client sends and cut it off as
         soon as a data message is declared larger than the frame limit,
-        before Twisted buffers it (it buffers whole messages, uncapped). The
-        channel hands reads to the WebSocket parser through its
-        C{dataReceived}, which it replaced during the upgrade.
+        before Twisted buffers it (it buffers whole messages, uncapped); note
+        when bytes arrive and when an incomplete message began (the idle and
+        frame timeouts). The channel hands reads to the WebSocket parser
+        through its C{dataReceived}, which it replaced during the upgrade.
         """
         channel = self._request.channel
         deliver: Callable[[bytes], None] = channel.dataReceived
         meter = self._meter
         limit = self._max_frame
+        clock = self._clock
 
         def counted(data: bytes) -> None:
             if self._closing:
                 return
+            self._last_seen = now = clock.seconds()
+            ended = meter.ended
             if meter.feed(data) > limit:
                 self._too_large()
                 return
+            if not meter.partial:
+                self._frame_started = inf
+            elif meter.ended != ended or self._frame_started == inf:
+                self._frame_started = now  # a new message began in this chunk
             deliver(data)
 
         channel.dataReceived = counted  # type: ignore[method-assign]
@@ -146,9 +166,8 @@ class WebSocketLink(BufferedLink):
         if self._closing:
             return
         if not self._ponged:
-            self.log.info("{player} did not answer a ping, closing", player=self.player)
-            self._closing = True
-            self._disconnect(abort=True)
+            self.log.info("{player} did not answer a ping, closing", player=self._who())
+            self._abort()
             return
         self._ponged = False
         self._ws.ping(b"gf")
@@ -173,14 +192,25 @@ class FrameMeter:
     """
     Reads RFC 6455 frame headers in the raw bytes a client sends, skipping
     payloads, to know the declared size of the data message being received
-    (fragments add up; control frames such as pings do not count).
+    (fragments add up; control frames such as pings do not count) and
+    whether a message is partly received.
+
+    @ivar ended: how many times the stream was between messages after a
+        frame's end (a complete message, or a control frame outside one).
     """
 
     def __init__(self) -> None:
         self._header = bytearray()
         self._payload_left = 0
         self._message = 0  # bytes declared so far by the unfinished message
+        self._open = False  # a data message has begun and not finished
         self._largest = 0
+        self.ended = 0
+
+    @property
+    def partial(self) -> bool:
+        """Whether a message (or a control frame) is partly received."""
+        return bool(self._header) or self._payload_left > 0 or self._open
 
     def feed(self, data: bytes) -> int:
         """Take more bytes; the largest message size declared so far in them."""
@@ -191,6 +221,8 @@ class FrameMeter:
                 taken = min(self._payload_left, end - i)
                 self._payload_left -= taken
                 i += taken
+                if not self._payload_left and not self._open:
+                    self.ended += 1
                 continue
             need = self._header_size()
             taken = min(need - len(self._header), end - i)
@@ -222,6 +254,9 @@ class FrameMeter:
             self._largest = max(self._largest, self._message)
             if fin:
                 self._message = 0
+            self._open = not fin
+        if not length and not self._open:
+            self.ended += 1
 
 
 class WebSocketGameFactory(LinkFactory):
@@ -230,6 +265,8 @@ class WebSocketGameFactory(LinkFactory):
     RoomService, refusing browsers from origins not allowed.
 
     @param allowed_origins: the C{Origin} headers accepted; empty: any.
+    @param limits: as for L{GameFactory}; C{gate}: share the TCP factory's
+        so that C{max_connections} counts both.
     """
 
     def __init__(
@@ -241,26 +278,42 @@ class WebSocketGameFactory(LinkFactory):
         allowed_origins: Iterable[str] = (),
         ping_interval: float = DEFAULT_PING_INTERVAL,
         flush_interval: float = 0.0,
+        limits: Limits = Limits(),
+        gate: ConnectionGate | None = None,
+        max_pending_messages: int = DEFAULT_MAX_PENDING_MESSAGES,
     ) -> None:
-        super().__init__(service, clock, max_frame, max_pending, flush_interval)
+        super().__init__(
+            service,
+            clock,
+            max_frame,
+            max_pending,
+            flush_interval,
+            limits=limits,
+            gate=gate,
+            max_pending_messages=max_pending_messages,
+        )
         self.allowed_origins = frozenset(o.rstrip("/") for o in allowed_origins)
-        self.links: set[WebSocketLink] = set()
         self._pinger = LoopingCall(self._ping_all)
         self._pinger.clock = clock
         self._ping_interval = ping_interval
 
     def start(self) -> None:
-        """Start pinging connections (the web service does this when it starts)."""
+        """
+        Start pinging connections and sweeping them for timeouts (the web
+        service does this when it starts).
+        """
         if self._ping_interval and not self._pinger.running:
             self._pinger.start(self._ping_interval, now=False)
+        self.start_sweeping()
 
     def stop(self) -> None:
         if self._pinger.running:
             self._pinger.stop()
+        self.stop_sweeping()
 
     def _ping_all(self) -> None:
         for link in list(self.links):
-            link._ping()
+            cast(WebSocketLink, link)._ping()
 
     def origin_allowed(self, request: Request) -> bool:
         if not self.allowed_origins:

@@ -6,9 +6,10 @@ import socket
 from typing import Any
 
 from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
-from gameframe._sendpath import FlushScheduler, SendBuffer, SocketWriter
+from gameframe._sendpath import FlushScheduler, SendBuffer, SocketWriter, TransportWriter
 
 
 class FakeTcpTransport:
@@ -85,6 +86,86 @@ class SocketWriterTests(SynchronousTestCase):
         writer = SocketWriter(FakeTcpTransport(self.server), 1000, self.overflow)  # type: ignore[arg-type]
         writer.write(b"x" * (8 << 20))
         self.assertEqual(self.overflows, 1)
+
+    def test_congested_while_the_transport_holds_bytes(self) -> None:
+        self.assertFalse(self.writer.congested)
+        self.writer.write(b"small")
+        self.assertFalse(self.writer.congested)  # the socket took it all
+        self.writer.write(b"x" * (8 << 20))
+        self.assertTrue(self.writer.congested)
+        self.writer.write(b"queued behind")
+        self.assertTrue(self.writer.congested)
+        read_all(self.client)
+        self.transport.drained()
+        self.assertFalse(self.writer.congested)
+
+    def test_not_drained_at_start_means_congested_until_the_transport_drains(self) -> None:
+        transport = FakeTcpTransport(self.server)
+        writer = SocketWriter(transport, 1000, self.overflow, drained=False)  # type: ignore[arg-type]
+        self.assertTrue(writer.congested)
+        writer.write(b"behind the earlier bytes")
+        self.assertEqual(transport.written, [b"behind the earlier bytes"])
+        transport.drained()
+        self.assertFalse(writer.congested)
+
+    def test_too_many_messages_queued_overflows(self) -> None:
+        writer = SocketWriter(
+            self.transport, 64 << 20, self.overflow, max_messages=100  # type: ignore[arg-type]
+        )
+        writer.write(b"x" * (8 << 20), 1)  # the socket takes part: the rest queues
+        for _ in range(99):
+            writer.write(b"m", 1)
+        self.assertEqual(self.overflows, 0)
+        writer.write(b"m", 1)
+        self.assertEqual(self.overflows, 1)
+
+    def test_messages_count_per_write(self) -> None:
+        writer = SocketWriter(
+            self.transport, 64 << 20, self.overflow, max_messages=100  # type: ignore[arg-type]
+        )
+        writer.write(b"x" * (8 << 20), 50)
+        self.assertEqual(self.overflows, 0)
+        writer.write(b"batch", 51)
+        self.assertEqual(self.overflows, 1)
+
+
+class TransportWriterTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.transport = StringTransport()
+        self.overflows = 0
+        self.writer = TransportWriter(
+            self.transport, self.transport.write, 100, self.overflow, max_messages=5
+        )
+
+    def overflow(self) -> None:
+        self.overflows += 1
+
+    def test_congested_while_paused(self) -> None:
+        self.assertFalse(self.writer.congested)
+        self.writer.pauseProducing()
+        self.assertTrue(self.writer.congested)
+        self.writer.resumeProducing()
+        self.assertFalse(self.writer.congested)
+
+    def test_bounded_in_bytes_and_messages_while_paused(self) -> None:
+        self.writer.pauseProducing()
+        for _ in range(5):
+            self.writer.write(b"m")
+        self.assertEqual(self.overflows, 0)
+        self.writer.write(b"m")
+        self.assertEqual(self.overflows, 1)
+        self.writer.resumeProducing()  # the counts start over
+        self.writer.pauseProducing()
+        self.writer.write(b"x" * 100, 1)
+        self.assertEqual(self.overflows, 1)
+        self.writer.write(b"x", 1)
+        self.assertEqual(self.overflows, 2)
+
+    def test_unbounded_while_not_paused(self) -> None:
+        for _ in range(1000):
+            self.writer.write(b"x" * 10)
+        self.assertEqual(self.overflows, 0)
+        self.assertEqual(len(self.transport.value()), 10000)
 
 
 class FlushSchedulerTests(SynchronousTestCase):

@@ -97,6 +97,22 @@ def test_oversized_message_closes_only_that_connection(server: RunningServer) ->
         big.close()
 
 
+def test_permessage_deflate_is_never_negotiated(server: RunningServer) -> None:
+    """The client offers compression (websockets does by default); the 101 declines it."""
+    conn = ws(server, compression="deflate")
+    try:
+        request = conn.request
+        assert request is not None
+        assert "permessage-deflate" in request.headers["Sec-WebSocket-Extensions"]
+        response = conn.response
+        assert response is not None and response.status_code == 101
+        assert "Sec-WebSocket-Extensions" not in response.headers
+        conn.send(json.dumps({"action": "list", "id": "plain"}))
+        assert recv(conn, "rooms")["id"] == "plain"
+    finally:
+        conn.close()
+
+
 def test_origin_allow_list(server: RunningServer) -> None:
     with pytest.raises(InvalidStatus) as refused:
         ws(server, origin="http://evil.example")
