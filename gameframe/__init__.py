@@ -3,7 +3,7 @@
 from gameframe._actions import action
 from gameframe._version import __version__
 from gameframe.codec import GameError
-from gameframe.interfaces import IPlayerLink
+from gameframe.interfaces import IPlayerLink, IRoomDirectory, IRoomHandle
 from gameframe.player import Player
 from gameframe.protocol import GameFactory, GameProtocol
 from gameframe.room import Room
@@ -14,6 +14,8 @@ __all__ = [
     "GameFactory",
     "GameProtocol",
     "IPlayerLink",
+    "IRoomDirectory",
+    "IRoomHandle",
     "Player",
     "Room",
     "RoomService",

@@ -11,6 +11,8 @@ EXPECTED = [
     "GameFactory",
     "GameProtocol",
     "IPlayerLink",
+    "IRoomDirectory",
+    "IRoomHandle",
     "Player",
     "Room",
     "RoomService",
