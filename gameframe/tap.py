@@ -13,13 +13,14 @@ from twisted.application.service import IService, MultiService, Service
 from twisted.internet import endpoints
 from twisted.internet.defer import Deferred, DeferredList, FirstError, maybeDeferred
 from twisted.internet.error import CannotListenError
+from twisted.internet.task import deferLater
 from twisted.internet.interfaces import IAddress, IListeningPort, IProtocolFactory, IReactorTime
 from twisted.logger import Logger
 from twisted.python import reflect, usage
 from twisted.python.failure import Failure
 
 from gameframe import _limits
-from gameframe._limits import Limits
+from gameframe._limits import ConnectionGate, Limits
 from gameframe.protocol import DEFAULT_MAX_FRAME, GameFactory
 from gameframe.room import Room
 from gameframe.service import RoomService
@@ -32,6 +33,8 @@ DEFAULT_SHUTDOWN_TIMEOUT = 10.0
 # How long past --shutdown-timeout the process waits for the last steps of a
 # shutdown (closing connections, stopping ports) before it exits regardless.
 SHUTDOWN_GRACE = 2.0
+# How often a stopping server looks whether its connections have all closed.
+CLOSE_POLL = 0.05
 # Endpoint types whose connections are encrypted (the fast send path is off there).
 TLS_ENDPOINT_TYPES = frozenset({"ssl", "tls"})
 
@@ -454,11 +457,13 @@ class GameframeService(MultiService):
         clock: IReactorTime | None = None,
         shutdown_timeout: float | None = None,
         rooms: Sequence[str] = (),
+        gate: ConnectionGate | None = None,
     ) -> None:
         super().__init__()
         self._clock = clock
         self._shutdown_timeout = shutdown_timeout
         self._room_types = list(rooms)
+        self._gate = gate
 
     def listeners(self) -> list[Listener]:
         return [child for child in self if isinstance(child, Listener)]
@@ -525,6 +530,7 @@ class GameframeService(MultiService):
         async def stop_all() -> None:
             for child in reversed(list(self)):
                 await maybeDeferred(child.stopService)
+            await self._connections_closed()
 
         stopping = Deferred.fromCoroutine(stop_all())
         if self._shutdown_timeout is None or self._clock is None:
@@ -543,6 +549,19 @@ class GameframeService(MultiService):
         return stopping.addTimeout(bound, self._clock).addErrback(timed_out)
 
 
+    async def _connections_closed(self) -> None:
+        """
+        Wait until every connection has closed (the clients have read their
+        C{disconnect} and hung up), so the reactor does not cut off the last
+        bytes as it stops; the stop's bound caps the wait.
+        """
+        gate, clock = self._gate, self._clock
+        if gate is None or clock is None:
+            return
+        while gate.open > 0:
+            await deferLater(clock, CLOSE_POLL, lambda: None)
+
+
 # The old name: a MultiService that stops its children in order, last first.
 InOrderMultiService = GameframeService
 
@@ -552,7 +571,10 @@ def makeService(options: Any) -> IService:
     from twisted.internet import reactor
 
     rooms_types: dict[str, type[Room]] = options["rooms"]
-    top = GameframeService(reactor, options["shutdown-timeout"], list(rooms_types))
+    limits = options.limits()
+    # One gate for both endpoints: the connection counts add up across them.
+    gate = ConnectionGate(limits)
+    top = GameframeService(reactor, options["shutdown-timeout"], list(rooms_types), gate)
     rooms = RoomService(
         reactor,
         rooms_types,
@@ -564,8 +586,7 @@ def makeService(options: Any) -> IService:
     # so the ports stop listening before the rooms shut down.
     rooms.setServiceParent(top)
     flush_interval = options["flush-interval"] / 1000.0
-    limits = options.limits()
-    shared = _connection_limits(limits)
+    shared: dict[str, Any] = {"limits": limits, "gate": gate}
     factory = GameFactory(
         rooms,
         reactor,
@@ -591,14 +612,3 @@ def makeService(options: Any) -> IService:
             "web", options["web"], make_site(rooms, websocket), reactor, "HTTP, WebSocket"
         ).setServiceParent(top)
     return top
-
-
-def _connection_limits(limits: Limits) -> dict[str, Any]:
-    """
-    The keywords both connection factories share: the limits, and one gate
-    so the connection counts add up across endpoints.
-    """
-    gate_class = getattr(_limits, "ConnectionGate", None)
-    if gate_class is None:
-        return {}
-    return {"limits": limits, "gate": gate_class(limits)}

@@ -506,3 +506,22 @@ def test_sigterm_with_a_room_stuck_in_on_shutdown_exits_after_the_timeout(
         assert "on_shutdown did not finish" in server.log_text()
     finally:
         stop_process(server.process)
+
+
+def test_the_stop_waits_for_the_connections_to_close() -> None:
+    from twisted.internet.task import Clock
+
+    from gameframe._limits import ConnectionGate
+    from gameframe.tap import CLOSE_POLL, GameframeService
+
+    clock = Clock()
+    gate = ConnectionGate(Limits())
+    assert gate.admit("192.0.2.1")
+    top = GameframeService(clock, shutdown_timeout=3.0, gate=gate)
+    top.startService()
+    done = top.stopService()
+    clock.advance(CLOSE_POLL)
+    assert not done.called
+    gate.release("192.0.2.1")
+    clock.advance(CLOSE_POLL)
+    assert done.called
