@@ -188,6 +188,13 @@ def check_endpoint(option: str, description: str) -> None:
     try:
         # Parse only (no listening yet); the reactor is not used for that.
         endpoint = endpoints.serverFromString(_NO_REACTOR, description)
+    except IndexError:
+        if description.strip().lower().startswith("systemd:"):
+            raise usage.UsageError(
+                f"--{option} {description!r}: systemd passed no socket at that index "
+                "(start the server through its .socket unit)"
+            ) from None
+        raise usage.UsageError(f"--{option} {description!r}: bad endpoint string") from None
     except Exception as e:
         raise usage.UsageError(f"--{option} {description!r}: {e}") from None
     port = getattr(endpoint, "_port", None)

@@ -525,3 +525,55 @@ def test_the_stop_waits_for_the_connections_to_close() -> None:
     gate.release("192.0.2.1")
     clock.advance(CLOSE_POLL)
     assert done.called
+
+
+# -- the real twistd: socket activation, as docs/operations.md runs it under systemd --
+
+
+def test_systemd_socket_activation(tmp_path: Path) -> None:
+    """
+    The socket a .socket unit would pass: listening already, as fd 3, with
+    LISTEN_FDS, LISTEN_FDNAMES and LISTEN_PID set (the PID of twistd itself, hence set in
+    the child just before it execs).
+    """
+    import json
+    import os
+    import sys
+
+    listening = socket.socket()
+    listening.bind((HOST, 0))
+    listening.listen()
+    port = listening.getsockname()[1]
+    environment = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    environment.update(PYTHONUNBUFFERED="1", LISTEN_FDS="1", LISTEN_FDNAMES="gameframe.socket")
+
+    def as_systemd_does() -> None:
+        os.dup2(listening.fileno(), 3)
+        os.environ.clear()
+        os.environ.update(environment, LISTEN_PID=str(os.getpid()))
+
+    log = tmp_path / "twistd.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [
+                str(Path(sys.executable).with_name("twistd")), "-n", "--pidfile=", "gameframe",
+                "--port", "systemd:domain=INET:index=0", "--web", "none",
+            ],  # fmt: skip
+            cwd=tmp_path,
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            pass_fds=(3,),
+            preexec_fn=as_systemd_does,
+            close_fds=True,
+        )
+    listening.close()  # the server holds it now
+    try:
+        with socket.create_connection((HOST, port), timeout=STOP_TIMEOUT) as sock:
+            reader = sock.makefile("rb")
+            welcome = json.loads(reader.readline())
+            assert welcome["action"] == "welcome", log.read_text()
+    finally:
+        stop_process(process)
+    assert f"gameframe players on {HOST}:{port}" in log.read_text()
+
