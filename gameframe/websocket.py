@@ -108,6 +108,15 @@ class WebSocketLink(BufferedLink):
             self._out.flush()
             self._writer.write(data)
 
+    def _close_written(self) -> None:
+        """
+        Twisted's WebSocket code wrote a close frame and is closing: send
+        nothing more (the sweep aborts the connection if it never closes).
+        """
+        if not self._closing:
+            self._closing = True
+            self._closing_since = self._clock.seconds()
+
     def textMessageReceived(self, message: str) -> None:
         if self._closing:
             return
@@ -313,7 +322,11 @@ class WebSocketGameFactory(LinkFactory):
 
     def _ping_all(self) -> None:
         for link in list(self.links):
-            cast(WebSocketLink, link)._ping()
+            try:
+                cast(WebSocketLink, link)._ping()
+            except Exception:
+                # One connection's trouble must not stop the pings to the others.
+                self.log.failure("pinging {player} failed", player=link._who())
 
     def origin_allowed(self, request: Request) -> bool:
         if not self.allowed_origins:
@@ -341,6 +354,13 @@ class GameWebSocketResource(Resource):
             request.setResponseCode(403)
             request.setHeader(b"content-type", b"text/plain")
             return b"origin not allowed\n"
+        version = request.getHeader(b"sec-websocket-version")
+        if version is not None and version.strip() != b"13":
+            # RFC 6455 4.4: name the version this server speaks.
+            request.setResponseCode(426)
+            request.setHeader(b"sec-websocket-version", b"13")
+            request.setHeader(b"content-type", b"text/plain")
+            return b"WebSocket version 13 only\n"
         return self._upgrade.render_GET(request)
 
 
@@ -362,6 +382,9 @@ class _OwnedWrites:
         self._link._write_raw(b"".join(data))
 
     def loseConnection(self) -> None:
+        # After a close frame no data frame may follow (RFC 6455 5.5.1),
+        # whoever began the close: the client, a protocol error, or us.
+        self._link._close_written()
         writer = self._link._writer
         if writer is not None:
             writer.detach()

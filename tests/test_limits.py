@@ -687,6 +687,58 @@ class WebSocketLimitsTests(SynchronousTestCase):
         self.assertEqual(TcpOptions.set, {"keepalive": True, "nodelay": True})
 
 
+class WebSocketClosingTests(SynchronousTestCase):
+    """Once a close frame is written, whoever began the close: nothing more, and a bounded wait."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.service = RoomService(self.clock, ROOMS)
+        self.factory = WebSocketGameFactory(self.service, self.clock, ping_interval=10)
+        self.factory.start()
+        self.addCleanup(self.factory.stop)
+
+    def client(self) -> WebSocketClient:
+        client = WebSocketClient(self.factory, self.clock)
+        self.assertEqual(client.messages()[0]["action"], "welcome")
+        return client
+
+    def test_no_data_frame_after_the_client_close(self) -> None:
+        client = self.client()
+        client.write(client_frame(8, (1000).to_bytes(2, "big")))
+        client.link.send({"action": "late"})
+        frames = client.frames()
+        self.assertEqual([op for op, _ in frames], [8])
+        self.assertTrue(client.transport.disconnecting)
+
+    def test_pings_go_on_past_a_connection_whose_close_never_finishes(self) -> None:
+        closing, other = self.client(), self.client()
+        closing.write(client_frame(10, b"") + client_frame(8, (1000).to_bytes(2, "big")))
+        for _ in range(3):
+            other.write(client_frame(10, b"gf"))
+            self.clock.advance(10)
+        self.assertEqual([p for op, p in other.frames() if op == 9], [b"gf"] * 3)
+
+    def test_a_close_that_never_finishes_is_aborted(self) -> None:
+        client = self.client()
+        client.write(client_frame(8, (1000).to_bytes(2, "big")))
+        self.assertTrue(client.transport.disconnecting)  # StringTransport never finishes it
+        self.clock.advance(LINGER)
+        self.assertFalse(client.transport.disconnected)
+        self.clock.advance(1)
+        self.assertTrue(client.transport.disconnected)
+
+    def test_an_unsupported_version_is_refused_naming_version_13(self) -> None:
+        site = Site(GameWebSocketResource(self.factory), reactor=self.clock)
+        channel = site.buildProtocol(IPv4Address("TCP", "10.0.0.1", 5000))
+        transport = StringTransport()
+        channel.makeConnection(transport)
+        channel.dataReceived(HANDSHAKE.replace(b"Version: 13", b"Version: 8"))
+        head = transport.value().partition(b"\r\n\r\n")[0].lower()
+        self.assertTrue(head.startswith(b"http/1.1 426 "), head)
+        self.assertIn(b"sec-websocket-version: 13", head)
+        self.assertEqual(self.factory.links, set())
+
+
 class TcpOptions(StringTransport):
     """Records the TCP options set on it."""
 
