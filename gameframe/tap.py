@@ -325,10 +325,7 @@ class Options(usage.Options):
         self["authenticate"] = None
 
     def opt_allow_origin(self, origin: str) -> None:
-        """
-        Accept WebSocket connections from browsers on this origin, e.g.
-        https://game.example (repeatable; default: any origin).
-        """
+        """Accept WebSocket connections from browsers on this origin, e.g. https://game.example (repeatable; default: any origin)."""
         self["allowed-origins"].append(origin)
 
     def opt_room(self, spec: str) -> None:
