@@ -262,7 +262,9 @@ class BufferedLink:
     def _take(self) -> bool:
         """One token for a frame received at C{_last_seen}; False: it is dropped."""
         now = self._last_seen
-        tokens = self._tokens + (now - self._stamp) * self._rate
+        tokens = self._tokens
+        if now > self._stamp:  # (a wall clock set back refills nothing, takes nothing)
+            tokens += (now - self._stamp) * self._rate
         self._stamp = now
         if tokens > self._burst:
             tokens = self._burst

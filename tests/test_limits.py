@@ -279,6 +279,17 @@ class RateTests(LimitsTestCase):
             self.clock.advance(3.0)  # more than the bucket takes to refill (2 s)
         self.assertTrue(conn.open)
 
+    def test_a_clock_set_back_does_not_empty_the_bucket(self) -> None:
+        conn = self.connected()
+        conn.write(self.requests(8))
+        self.assertEqual(len(self.replies(conn.read())), 8)
+        self.clock.rightNow -= 3600  # the wall clock jumps back an hour
+        conn.write(self.requests(8, start=8))
+        self.assertEqual(len(self.replies(conn.read())), 8)
+        self.clock.advance(1)
+        conn.write(self.requests(8, start=16))
+        self.assertEqual(len(self.replies(conn.read())), 8)
+
     def test_lines_split_over_chunks_count_once(self) -> None:
         conn = self.connected()
         data = self.requests(16)
