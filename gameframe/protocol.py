@@ -142,9 +142,7 @@ class GameProtocol(BufferedLink, Protocol):
             # the kernel reset the connection, and the client could lose our
             # last message (the error saying why).
             half_close()
-            self._linger = self._scheduler.clock.callLater(
-                LINGER, self.transport.abortConnection  # type: ignore[attr-defined]
-            )
+            self._linger = self._scheduler.clock.callLater(LINGER, self._abort)
 
 
 class GameFactory(LinkFactory, Factory):
