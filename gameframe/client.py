@@ -22,6 +22,9 @@ Match = Union[str, Callable[[Message], Any]]
 DEFAULT_MAX_LINE = 16 * 1024 * 1024
 #: How many messages wait for poll() before the oldest are dropped.
 DEFAULT_MAX_UNREAD = 10_000
+#: Seconds of sending nothing after which poll() sends a ping, so the server's
+#: idle timeout (120 s by default) never closes a client that is only listening.
+DEFAULT_KEEPALIVE = 30.0
 _READ_SIZE = 64 * 1024
 # One poll() reads at most this much, so a flood cannot stall a frame.
 _READ_PER_POLL = 1024 * 1024
@@ -282,10 +285,18 @@ class GameClient(_SessionView):
         port: int = 7000,
         max_line: int = DEFAULT_MAX_LINE,
         max_unread: int = DEFAULT_MAX_UNREAD,
+        keepalive: float = DEFAULT_KEEPALIVE,
     ) -> None:
-        """Make an unconnected client; L{connect} makes and connects one."""
+        """
+        Make an unconnected client; L{connect} makes and connects one.
+
+        @param keepalive: seconds without sending after which L{poll} sends
+            a C{ping} (0: never).
+        """
         self.host = host
         self.port = port
+        self._keepalive = keepalive
+        self._last_sent = time.monotonic()
         self._max_line = max_line
         self._session = _Session()
         self._ids: Iterator[int] = itertools.count(1)
@@ -302,7 +313,11 @@ class GameClient(_SessionView):
 
     @classmethod
     def connect(
-        cls, host: str = "127.0.0.1", port: int = 7000, timeout: float = 5
+        cls,
+        host: str = "127.0.0.1",
+        port: int = 7000,
+        timeout: float = 5,
+        keepalive: float = DEFAULT_KEEPALIVE,
     ) -> GameClient:
         """
         Connect to a gameframe server and wait for its C{welcome}
@@ -313,7 +328,7 @@ class GameClient(_SessionView):
         @raise Disconnected: the server closed the connection at once
             (C{server_shutdown}...).
         """
-        client = cls(host, port)
+        client = cls(host, port, keepalive=keepalive)
         client._open(timeout)
         return client
 
@@ -401,6 +416,7 @@ class GameClient(_SessionView):
         if self._socket is None:
             raise self._session.disconnected(CLOSED)
         self._outbox += _encode(action, fields)
+        self._last_sent = time.monotonic()
         self._flush()
 
     def request(self, action: str, **fields: Any) -> int:
@@ -445,6 +461,12 @@ class GameClient(_SessionView):
         When the connection has closed, L{connected} turns False and the
         messages received before are still returned.
         """
+        if (
+            self._keepalive
+            and self._socket is not None
+            and time.monotonic() - self._last_sent > self._keepalive
+        ):
+            self.send("ping")
         self._flush()
         self._read()
         messages = list(self._unread)
@@ -592,6 +614,19 @@ class GameClient(_SessionView):
     def leave(self, timeout: float = 5) -> Message:
         """Leave the current room; the C{left} reply (C{not_in_room} if none)."""
         return self._call("leave", timeout)
+
+    def ping(self, timeout: float = 5) -> float:
+        """The round trip to the server and back, in seconds (blocks for the C{pong})."""
+        sent = time.monotonic()
+        self._call("ping", timeout, t=sent)
+        return time.monotonic() - sent
+
+    def authenticate(self, token: str, timeout: float = 5) -> Message:
+        """
+        Prove who this player is to a server started with C{--auth}; the
+        C{authenticated} reply. @raise ClientError: C{unauthorized}.
+        """
+        return self._call("authenticate", timeout, token=token)
 
     def list_rooms(self, room: str | None = None, timeout: float = 5) -> list[Message]:
         """The rooms open to join (of type C{room}, or all)."""

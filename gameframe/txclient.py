@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import time
 from typing import Any, Callable, Generic, Iterator, TypeVar, cast
 
 from twisted.internet.defer import Deferred
@@ -236,6 +237,14 @@ class GameClientProtocol(_SessionView, Protocol):
     def leave(self) -> Deferred[Message]:
         """Leave the current room: the C{left} reply."""
         return self.request("leave")
+
+    def ping(self) -> Deferred[Message]:
+        """Send C{ping}; the C{pong} (whose C{t} is this side's send time, in seconds)."""
+        return self.request("ping", t=time.monotonic())
+
+    def authenticate(self, token: str) -> Deferred[Message]:
+        """Prove who this player is (a server with C{--auth}); the C{authenticated} reply."""
+        return self.request("authenticate", token=token)
 
     def list_rooms(self, room: str | None = None) -> Deferred[list[Message]]:
         """The rooms open to join (of type C{room}, or all)."""

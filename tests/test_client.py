@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any, Iterator
 
 import orjson
@@ -303,3 +304,29 @@ def test_line_buffer_parses_a_line_in_many_small_pieces_once(
     assert parsed == []
     # After the refusal the buffer starts afresh.
     assert lines.feed(b"\n" + small) == [{"action": "after"}]
+
+
+def test_ping_measures_a_round_trip(connect: Any) -> None:
+    client = connect()
+    assert client.ping() >= 0.0
+    client.join_or_create("chat")
+    assert client.ping() >= 0.0  # in a room too
+
+
+def test_poll_keeps_a_quiet_connection_alive(gameframe_server: RunningServer) -> None:
+    # A keepalive this short makes every poll() send a ping: the pongs show it did.
+    with GameClient.connect("127.0.0.1", gameframe_server.port, keepalive=1e-9) as client:
+        pongs: list[Any] = []
+        for _ in range(1000):
+            pongs += [m for m in client.poll() if m["action"] == "pong"]
+            if pongs:
+                break
+            client._wait_readable(time.monotonic() + 1)
+        assert pongs, "poll() sent no ping"
+
+
+def test_authenticate_without_auth_on_the_server_is_unauthorized(connect: Any) -> None:
+    client = connect()
+    with pytest.raises(ClientError) as raised:
+        client.authenticate("anything")
+    assert raised.value.code == "unauthorized"

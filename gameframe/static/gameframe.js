@@ -440,6 +440,24 @@ export class Client {
     return (await this.request("list", room == null ? {} : { room })).rooms;
   }
 
+  /**
+   * Prove who this player is to a server started with `--auth`.
+   * @returns {Promise<object>} the `authenticated` reply (rejects with `unauthorized`)
+   */
+  authenticate(token) {
+    return this.request("authenticate", { token });
+  }
+
+  /**
+   * Measure the round trip to the server.
+   * @returns {Promise<number>} milliseconds from sending `ping` to its `pong`
+   */
+  async ping() {
+    const sent = performance.now();
+    await this.request("ping", { t: sent });
+    return performance.now() - sent;
+  }
+
   /** Take a held seat back with a token from an earlier `joined`. */
   reconnect(token) {
     return this.request("reconnect", { token });

@@ -245,6 +245,20 @@ test("list() resolves with the rooms", async () => {
   assert.deepEqual(await listing, [{ room_id: "A" }]);
 });
 
+test("ping() resolves with the round trip and authenticate() with its reply", async () => {
+  const { client, socket } = fakeClient();
+  const rtt = client.ping();
+  const ping = socket.last();
+  assert.equal(ping.action, "ping");
+  socket.deliver({ action: "pong", t: ping.t, id: ping.id });
+  assert.ok((await rtt) >= 0);
+  const auth = client.authenticate("secret");
+  const request = socket.last();
+  assert.deepEqual([request.action, request.token], ["authenticate", "secret"]);
+  socket.deliver({ action: "error", code: "unauthorized", message: "no", id: request.id });
+  await assert.rejects(auth, (e) => e.code === "unauthorized");
+});
+
 test("a drop reconnects with backoff and takes the seat back with the token", async () => {
   mock.timers.enable({ apis: ["setTimeout"] });
   try {
