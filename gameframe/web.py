@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from importlib.resources import files
 from twisted.application.service import Service
+from twisted.internet.error import ConnectionDone
+from twisted.internet.interfaces import IAddress, IDelayedCall
+from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web import http
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
@@ -32,8 +36,60 @@ class RoomsResource(Resource):
         return encode({"types": sorted(service.room_types), "rooms": service.listing()})
 
 
+class DeadlineChannel(http.HTTPChannel):
+    """
+    An HTTP connection whose every request (the WebSocket upgrade included)
+    must arrive whole within the site's C{request_deadline} seconds of its
+    first byte, or the connection is dropped (slowloris). Twisted's own
+    timeout restarts on every byte, so a client trickling one byte a second
+    would hold a connection for ever. After a WebSocket upgrade the channel
+    no longer sees the bytes; the WebSocket link's frame timeout takes over.
+    """
+
+    log = Logger()
+    request_deadline = 0.0
+    _deadline: IDelayedCall | None = None
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._deadline is None and self.request_deadline > 0:
+            self._deadline = self.callLater(self.request_deadline, self._too_slow)
+        super().dataReceived(data)
+
+    def allContentReceived(self) -> None:
+        self._cancel_deadline()
+        super().allContentReceived()
+
+    def connectionLost(self, reason: Failure = Failure(ConnectionDone())) -> None:
+        self._cancel_deadline()
+        super().connectionLost(reason)
+
+    def _cancel_deadline(self) -> None:
+        if self._deadline is not None:
+            if self._deadline.active():
+                self._deadline.cancel()
+            self._deadline = None
+
+    def _too_slow(self) -> None:
+        self._deadline = None
+        self.log.info("an HTTP request took over {s} s to arrive (frame_timeout), closing", s=self.request_deadline)
+        transport = self.transport
+        if transport is not None:
+            transport.abortConnection()  # type: ignore[attr-defined]
+
+
 class QuietSite(Site):
-    """A Site without an access log: lobby pages poll C{/rooms} every few seconds."""
+    """
+    A Site without an access log (lobby pages poll C{/rooms} every few
+    seconds), whose requests must arrive within C{request_deadline} seconds.
+    """
+
+    protocol = DeadlineChannel  # type: ignore[assignment]
+    request_deadline = 0.0
+
+    def buildProtocol(self, addr: IAddress | None) -> DeadlineChannel:  # type: ignore[override]
+        channel: DeadlineChannel = super().buildProtocol(addr)
+        channel.request_deadline = self.request_deadline
+        return channel
 
     def log(self, request: http.Request) -> None:
         pass
@@ -44,8 +100,9 @@ def make_site(service: RoomService, websocket: WebSocketGameFactory) -> Site:
     root = File(str(STATIC))
     root.putChild(b"ws", GameWebSocketResource(websocket))
     root.putChild(b"rooms", RoomsResource(service))
-    site = QuietSite(root)
+    site = QuietSite(root, reactor=websocket.scheduler.clock)
     site.displayTracebacks = False
+    site.request_deadline = websocket.limits.frame_timeout
     return site
 
 
