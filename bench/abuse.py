@@ -808,6 +808,23 @@ def fmt(value: float | None, digits: int = 1) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
+def limits_in_effect(frame_timeout: float, max_per_address: int) -> str:
+    """The server's limits this run meets, read from the library (defaults unless passed)."""
+    try:
+        from gameframe import _limits
+        from gameframe._link import DEFAULT_MAX_PENDING
+        from gameframe._sendpath import DEFAULT_MAX_PENDING_MESSAGES
+    except ImportError as e:
+        return f"(the library's limits could not be read: {e})"
+    return (
+        f"--rate {_limits.DEFAULT_RATE:g} --burst {_limits.DEFAULT_BURST} (flooding after "
+        f"{_limits.FLOOD_GRACE:g} s over the rate), --frame-timeout {frame_timeout:g}, --idle-timeout "
+        f"{_limits.DEFAULT_IDLE_TIMEOUT:g}, --max-connections {_limits.DEFAULT_MAX_CONNECTIONS}, "
+        f"--max-per-address {max_per_address}, slow client past {DEFAULT_MAX_PENDING // 1024 // 1024} MiB "
+        f"or {DEFAULT_MAX_PENDING_MESSAGES:,} messages waiting"
+    )
+
+
 def markdown(rows: list[Result]) -> str:
     head = ("| phase | attack | honest p50 ms | p99 ms | p99 vs baseline | p99 as read (ms) | echoed/sent | "
             "server RSS MiB start → peak → end | server CPU % | attackers cut off, codes received | "
@@ -936,6 +953,7 @@ def main() -> int:
     print(f"\n## Under abuse ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})\n")
     print(f"`{command}`; server: `twistd -n gameframe {' '.join(server_args)}` (demo rooms); "
           f"{a.players} honest players at {a.hz:g} Hz in one chat room timing the echo of their own `say`.")
+    print(f"Limits in effect: {limits_in_effect(a.frame_timeout, a.max_per_address)}.")
     print(f"Placement: {placement}. Load average (1 min) before/after: "
           f"{load_before[0]:.2f}/{os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs.")
     if skipped:
