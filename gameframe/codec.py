@@ -97,6 +97,36 @@ def encode(message: Mapping[str, Any]) -> bytes:
     return orjson.dumps(message, default=_default, option=_OPTIONS)
 
 
+# How deep a message may nest: orjson reads 1024 levels but writes only 254,
+# and a reply (or a room's state) wraps what a client sent in a few more, so a
+# deeper message could be read but never answered.
+MAX_DEPTH = 128
+
+
+def _nests_deeper_than(value: Any, limit: int) -> bool:
+    """Whether a decoded JSON value has containers more than C{limit} levels deep."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if type(item) is dict:
+            children: Any = item.values()
+        elif type(item) is list:
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
+def _may_nest_deep(frame: bytes | str) -> bool:
+    """A cheap bound: fewer opening brackets than the limit cannot nest past it."""
+    if isinstance(frame, bytes):
+        return frame.count(b"[") + frame.count(b"{") > MAX_DEPTH
+    return frame.count("[") + frame.count("{") > MAX_DEPTH
+
+
 def decode(frame: bytes | str) -> Message:
     """
     Decode one frame into a message.
@@ -112,6 +142,13 @@ def decode(frame: bytes | str) -> Message:
             except UnicodeDecodeError:
                 raise GameError(BAD_UTF8, "the frame is not valid UTF-8") from None
         raise GameError(BAD_JSON, "the frame is not valid JSON") from None
+    if _may_nest_deep(frame) and _nests_deeper_than(message, MAX_DEPTH):
+        request_id = message.get("id") if type(message) is dict else None
+        raise GameError(
+            BAD_JSON,
+            f"the frame nests deeper than {MAX_DEPTH} levels",
+            request_id if type(request_id) in _ID_TYPES else None,
+        )
     if type(message) is not dict:
         raise GameError(BAD_MESSAGE, "a message must be a JSON object")
     if type(message.get("id")) not in _ID_TYPES:

@@ -513,3 +513,24 @@ def test_unknown_actions_and_bad_arguments_are_told_apart() -> None:
     assert alice.request("anything", **{"not an identifier": 1, "é": 2})["result"] == [
         "not an identifier", "é",
     ]  # fmt: skip
+
+
+@FUZZ
+@given(st.integers(min_value=250, max_value=1000), st.sampled_from(["[", '{"a":']))
+def test_input_nested_deeper_than_a_reply_can_be(depth: int, opener: str) -> None:
+    """Read but never answerable (orjson writes 254 levels): refused as bad_json, with its id."""
+    closer = "]" if opener == "[" else "}"
+    value = opener * depth + ("1" if opener != "[" else "") + closer * depth
+    with failures_logged() as failures:
+        wire = Wire()
+        wire.protocol._max_frame = 1 << 20
+        messages = wire.feed(
+            [
+                b'{"action": "join_or_create", "room": "typed", "id": 1}\n'
+                + f'{{"action": "echo", "value": {value}, "id": 2}}\n'.encode()
+            ]
+        )
+    assert_no_failures(failures)
+    assert [m["action"] for m in messages[:2]] == ["welcome", "joined"]
+    (reply,) = messages[2:]
+    assert (reply["action"], reply["code"], reply["id"]) == ("error", "bad_json", 2), reply

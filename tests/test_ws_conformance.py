@@ -29,6 +29,7 @@ from tests._rawws import (
     PONG,
     TEXT,
     Frame,
+    HandshakeFailed,
     RawWebSocket,
     close_payload,
     frame,
@@ -756,3 +757,44 @@ def test_7_x_a_closed_websocket_leaves_its_room(closing: bytes, code: int) -> No
     web.clock.advance(0)
     left = [m for m in bob.texts() if m["action"] == "player_left"]
     assert [m["player_id"] for m in left] == [alice_id]
+
+
+def test_handshake_with_an_unsupported_version(gameframe_server: RunningServer) -> None:
+    """RFC 6455 4.2.2 / 4.4: refused with an HTTP error naming Sec-WebSocket-Version: 13."""
+    with pytest.raises(HandshakeFailed) as refused:
+        connect(gameframe_server, version="8")
+    assert 400 <= refused.value.status < 500
+    assert refused.value.headers.get("sec-websocket-version") == "13", refused.value.headers
+
+
+@pytest.mark.parametrize(
+    "closing",
+    [frame(CLOSE, close_payload(1000)), frame(TEXT, b"\xff"), frame(TEXT, b"x", rsv=1)],
+    ids=["client-close", "1007", "1002"],
+)
+def test_7_x_no_data_frame_after_the_server_close(closing: bytes) -> None:
+    """RFC 6455 5.5.1: no data frame after the server's close frame."""
+    web = InMemoryWeb()
+    alice, bob = web.connect(), web.connect()
+    alice.request(action="create", room="chat")
+    room_id = [m for m in alice.texts() if m["action"] == "joined"][0]["room_id"]
+    bob.request(action="join", room_id=room_id)
+    alice.send(closing)
+    assert alice.transport.disconnecting
+    bob.request(action="say", text="are you still there?")
+    frames = alice.frames()
+    closes = [n for n, f in enumerate(frames) if f.opcode == CLOSE]
+    assert len(closes) == 1, frames
+    assert frames[closes[0] + 1 :] == [], frames[closes[0] :]
+
+
+def test_7_x_a_closing_connection_does_not_stop_the_pings_in_memory() -> None:
+    """One connection whose close never completes must not stop the pings to the others."""
+    web = InMemoryWeb(ping_interval=10)
+    closing, other = web.connect(), web.connect()
+    closing.send(frame(PONG, b"") + frame(CLOSE, close_payload(1000)))
+    assert closing.transport.disconnecting
+    for _ in range(3):
+        other.send(frame(PONG, b"gf"))
+        web.clock.advance(10)
+    assert [f.payload for f in other.frames() if f.opcode == PING] == [b"gf"] * 3
