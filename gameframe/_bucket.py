@@ -21,7 +21,9 @@ class TokenBucket:
 
     def take(self, now: float) -> bool:
         """Spend one token if there is one; whether there was."""
-        tokens = self._tokens + (now - self._at) * self.rate
+        tokens = self._tokens
+        if now > self._at:  # (a wall clock set back refills nothing, takes nothing)
+            tokens += (now - self._at) * self.rate
         self._at = now
         if tokens > self.burst:
             tokens = self.burst
@@ -30,3 +32,8 @@ class TokenBucket:
             return True
         self._tokens = tokens
         return False
+
+    def wait(self) -> float:
+        """Seconds until the next token (0: one is there now)."""
+        missing = 1.0 - self._tokens
+        return missing / self.rate if missing > 0 and self.rate > 0 else 0.0

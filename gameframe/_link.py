@@ -5,11 +5,12 @@ from __future__ import annotations
 from math import inf
 from typing import Any, Mapping
 
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from gameframe._bucket import TokenBucket
 from gameframe._limits import RATE_ERROR_INTERVAL, ConnectionGate, Limits
 from gameframe._sendpath import (
     DEFAULT_MAX_PENDING_MESSAGES,
@@ -51,6 +52,9 @@ __all__ = [
     "LinkFactory",
 ]
 
+
+# The shortest pause in reading from a client over its rate (seconds).
+MIN_THROTTLE = 0.01
 
 class LinkFactory:
     """
@@ -214,13 +218,13 @@ class BufferedLink:
         self._last_seen = now
         # The time the first byte of an incomplete message arrived; inf: none.
         self._frame_started = inf
-        # The token bucket.
+        # The token bucket (None: no rate limit).
         self._rate = limits.rate if limits.rate > 0 else 0.0
-        self._burst = float(max(limits.burst, 1))
-        self._tokens = self._burst
-        self._stamp = now
+        self._bucket = TokenBucket(self._rate, limits.burst, now) if self._rate else None
+        # Reading is paused while a flooding client has no token (see _throttle).
+        self._resume: IDelayedCall | None = None
         # Flood detection: the current run of dropped frames.
-        self._refill = self._burst / self._rate if self._rate else 0.0
+        self._refill = self._bucket.burst / self._rate if self._bucket else 0.0
         self._flood_grace = limits.flood_grace
         self._flood_since = -inf
         self._last_drop = -inf
@@ -246,7 +250,7 @@ class BufferedLink:
         self._service.connect(self)
 
     def _frame_received(self, frame: bytes | str) -> None:
-        if self._rate and not self._take():
+        if self._bucket is not None and not self._counted():
             return
         try:
             message = decode(frame)
@@ -259,20 +263,12 @@ class BufferedLink:
             return
         self._service.receive(self.player, message)
 
-    def _take(self) -> bool:
+    def _counted(self) -> bool:
         """One token for a frame received at C{_last_seen}; False: it is dropped."""
-        now = self._last_seen
-        tokens = self._tokens
-        if now > self._stamp:  # (a wall clock set back refills nothing, takes nothing)
-            tokens += (now - self._stamp) * self._rate
-        self._stamp = now
-        if tokens > self._burst:
-            tokens = self._burst
-        if tokens >= 1.0:
-            self._tokens = tokens - 1.0
+        assert self._bucket is not None
+        if self._bucket.take(self._last_seen):
             return True
-        self._tokens = tokens
-        self._over_rate(now)
+        self._over_rate(self._last_seen)
         return False
 
     def _over_rate(self, now: float) -> None:
@@ -290,6 +286,7 @@ class BufferedLink:
             )
             self.close(FLOODING, f"over {self._rate:g} messages per second for too long")
             return
+        self._throttle()
         if now - self._rate_error_at >= RATE_ERROR_INTERVAL:
             self._rate_error_at = now
             self.send(
@@ -298,6 +295,36 @@ class BufferedLink:
                     f"more than {self._rate:g} messages per second: messages dropped",
                 )
             )
+
+    @property
+    def throttled(self) -> bool:
+        """Whether reading is paused because the client is over its rate."""
+        return self._resume is not None
+
+    def _throttle(self) -> None:
+        """
+        Stop reading until the next token is due: the kernel's buffers fill
+        and TCP slows a flooding client down, instead of the server reading,
+        splitting and dropping everything it sends. (The transport calls
+        L{_frame_received} for what it already read; that is dropped.)
+        """
+        transport = self._reading_transport()
+        if self._resume is not None or transport is None or self._bucket is None:
+            return
+        transport.pauseProducing()
+        self._resume = self._clock.callLater(
+            max(self._bucket.wait(), MIN_THROTTLE), self._unthrottle
+        )
+
+    def _unthrottle(self) -> None:
+        self._resume = None
+        transport = self._reading_transport()
+        if transport is not None and not self._closing:
+            transport.resumeProducing()
+
+    def _reading_transport(self) -> IPushProducer | None:
+        """The transport whose reading L{_throttle} pauses."""
+        raise NotImplementedError
 
     def _too_large(self) -> None:
         self._fatal(FRAME_TOO_LARGE, f"a message may be at most {self._max_frame} bytes")
@@ -313,6 +340,10 @@ class BufferedLink:
         self.close(code, text)
 
     def _closed(self) -> None:
+        if self._resume is not None:
+            if self._resume.active():
+                self._resume.cancel()
+            self._resume = None
         self._closing = True
         self._closing_since = inf
         self._out.discard()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from math import inf
 
-from twisted.internet.interfaces import IAddress, IDelayedCall
+from twisted.internet.interfaces import IAddress, IDelayedCall, IPushProducer
 from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
 
@@ -108,6 +108,10 @@ class GameProtocol(BufferedLink, Protocol):
                 self._frame_received(line)
                 if self._closing:
                     return
+                if self._resume is not None:
+                    # Over the rate: every whole line left in this chunk would
+                    # be dropped too; skip them in one search, not line by line.
+                    start = buffer.rfind(b"\n") + 1
         self._inbox = rest = buffer[start:]
         if not rest:
             self._frame_started = inf
@@ -119,6 +123,9 @@ class GameProtocol(BufferedLink, Protocol):
             self._too_large()
 
     # -- BufferedLink ----------------------------------------------------------
+
+    def _reading_transport(self) -> IPushProducer | None:
+        return self.transport  # type: ignore[return-value]
 
     def _frame(self, messages: list[bytes]) -> bytes:
         messages.append(b"")

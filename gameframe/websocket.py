@@ -6,7 +6,7 @@ import struct
 from math import inf
 from typing import Any, Callable, Iterable, cast
 
-from twisted.internet.interfaces import IReactorTime, ITransport
+from twisted.internet.interfaces import IPushProducer, IReactorTime, ITransport
 from twisted.internet.task import LoopingCall
 from twisted.python.failure import Failure
 from twisted.web.resource import Resource
@@ -127,9 +127,12 @@ class WebSocketLink(BufferedLink):
             self._frame_received(message)
 
     def bytesMessageReceived(self, data: bytes | bytearray) -> None:
-        if self._closing or (self._rate and not self._take()):
+        if self._closing or (self._bucket is not None and not self._counted()):
             return
         self.send(error_message(BAD_MESSAGE, "send JSON in text frames, not binary"))
+
+    def _reading_transport(self) -> IPushProducer | None:
+        return getattr(self, "_tcp", None)
 
     def pongReceived(self, payload: bytes) -> None:
         self._ponged = True

@@ -225,6 +225,19 @@ class RateTests(LimitsTestCase):
         self.assertNotIn("id", error)  # the dropped frame was never decoded
         self.assertTrue(conn.open)
 
+    def test_a_client_over_its_rate_is_not_read_until_its_next_token(self) -> None:
+        """TCP pushes back on a flood: the server stops reading instead of parsing and dropping."""
+        conn = self.connected()
+        conn.write(self.requests(16 + 1000))  # one chunk: the first drop skips the rest at once
+        messages = conn.read()
+        self.assertEqual(len(self.replies(messages)), 16)
+        self.assertEqual(self.errors(messages), [RATE_LIMITED])
+        self.assertEqual(conn.transport.producerState, "paused")
+        self.clock.advance(0.125)  # the next token is due
+        self.assertEqual(conn.transport.producerState, "producing")
+        conn.write(self.requests(1, start=500))
+        self.assertEqual(self.replies(conn.read()), [500])
+
     def test_the_bucket_refills_at_the_rate(self) -> None:
         conn = self.connected()
         conn.write(self.requests(16))
