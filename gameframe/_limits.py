@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import attrs
+from twisted.internet import tcp
 
 DEFAULT_RATE = 100.0
 DEFAULT_BURST = 200
@@ -100,3 +101,34 @@ class ConnectionGate:
     def from_address(self, address: str) -> int:
         """Connections open from one address (counted only under C{max_per_address})."""
         return self._per_address.get(address, 0)
+
+
+# Connections a listening port accepts in one reactor turn, at most. Twisted
+# accepts 100 and more each turn while they keep coming; at ~0.2 ms of Python
+# each (a player, a welcome, or a refusal) a connection storm would hold the
+# reactor for tens of milliseconds at a time, and every player would feel it.
+MAX_ACCEPTS_PER_TURN = 16
+
+
+class _FairPort(tcp.Port):
+    """A TCP port that accepts at most L{MAX_ACCEPTS_PER_TURN} connections a turn."""
+
+    @property
+    def numberAccepts(self) -> int:
+        number: int = self.__dict__.get("_fair_accepts", MAX_ACCEPTS_PER_TURN)
+        return number
+
+    @numberAccepts.setter
+    def numberAccepts(self, number: int) -> None:
+        self.__dict__["_fair_accepts"] = max(1, min(number, MAX_ACCEPTS_PER_TURN))
+
+
+def accept_fairly(port: object) -> None:
+    """
+    Bound how many connections a listening TCP port accepts per reactor
+    turn (Twisted's own port grows its batch without limit), so a
+    connection storm is served in small batches between other players'
+    messages. Other kinds of ports are left as they are.
+    """
+    if type(port) is tcp.Port:
+        port.__class__ = _FairPort

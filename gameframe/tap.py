@@ -20,7 +20,7 @@ from twisted.python import reflect, usage
 from twisted.python.failure import Failure
 
 from gameframe import _limits
-from gameframe._limits import ConnectionGate, Limits
+from gameframe._limits import ConnectionGate, Limits, accept_fairly
 from gameframe.protocol import DEFAULT_MAX_FRAME, GameFactory
 from gameframe.room import Room
 from gameframe.service import RoomService
@@ -431,6 +431,7 @@ class Listener(StreamServerEndpointService):
         # None: the listen failed later (an endpoint that listens
         # asynchronously); StreamServerEndpointService has logged it.
         if port is not None:
+            accept_fairly(port)
             self.port = port
             self.listening.callback(port)
         elif not self.listening.called:

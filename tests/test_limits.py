@@ -929,3 +929,38 @@ async def test_a_client_that_never_reads_is_dropped_and_others_go_on() -> None:
 def test_link_factory_is_the_shared_base() -> None:
     assert issubclass(GameFactory, LinkFactory)
     assert issubclass(WebSocketGameFactory, LinkFactory)
+
+
+class FairAcceptTests(SynchronousTestCase):
+    """A connection storm is accepted in small batches, a reactor turn each."""
+
+    def test_a_port_accepts_at_most_a_few_connections_a_turn(self) -> None:
+        import socket
+
+        from twisted.internet import reactor, tcp
+        from twisted.internet.protocol import Factory, Protocol
+
+        from gameframe._limits import MAX_ACCEPTS_PER_TURN, accept_fairly
+
+        accepted: list[Protocol] = []
+
+        class Counting(Protocol):
+            def connectionMade(self) -> None:
+                accepted.append(self)
+
+        port = reactor.listenTCP(0, Factory.forProtocol(Counting), interface="127.0.0.1")  # type: ignore[attr-defined]
+        self.addCleanup(port.stopListening)
+        accept_fairly(port)
+        clients = []
+        for _ in range(3 * MAX_ACCEPTS_PER_TURN):  # all wait in the listen backlog
+            client = socket.create_connection(("127.0.0.1", port.getHost().port), timeout=5)
+            self.addCleanup(client.close)
+            clients.append(client)
+        for turn in (1, 2, 3):
+            port.doRead()  # what the reactor calls once a turn while connections wait
+            self.assertEqual(len(accepted), turn * MAX_ACCEPTS_PER_TURN)
+        for protocol in accepted:  # let go of them without running the reactor
+            assert isinstance(protocol.transport, tcp.Server)
+            protocol.transport.stopReading()
+            protocol.transport.socket.close()
+        self.assertEqual(port.numberAccepts, MAX_ACCEPTS_PER_TURN)
