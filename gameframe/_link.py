@@ -55,6 +55,8 @@ __all__ = [
 
 # The shortest pause in reading from a client over its rate (seconds).
 MIN_THROTTLE = 0.01
+# Expired connections closed in one reactor turn, at most.
+EXPIRE_PER_TURN = 32
 
 class LinkFactory:
     """
@@ -124,7 +126,20 @@ class LinkFactory:
             or link._frame_started < frame
             or link._closing_since < linger
         ]
-        for link in expired:
+        self._expire_some(expired, limits, frame)
+
+    def _expire_some(self, expired: list[BufferedLink], limits: Limits, frame: float) -> None:
+        """
+        Close the expired connections, L{EXPIRE_PER_TURN} a reactor turn:
+        a thousand trickling clients timing out together are cut in small
+        batches, between other players' messages, not in one long stall.
+        """
+        now, rest = expired[:EXPIRE_PER_TURN], expired[EXPIRE_PER_TURN:]
+        if rest:
+            self.scheduler.clock.callLater(0, self._expire_some, rest, limits, frame)
+        for link in now:
+            if link not in self.links:
+                continue  # gone meanwhile
             if link._closing:
                 link._abort()  # a closing connection the client never closed
             elif link._frame_started < frame:

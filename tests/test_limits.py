@@ -964,3 +964,21 @@ class FairAcceptTests(SynchronousTestCase):
             protocol.transport.stopReading()
             protocol.transport.socket.close()
         self.assertEqual(port.numberAccepts, MAX_ACCEPTS_PER_TURN)
+
+
+class ExpiryBatchTests(LimitsTestCase):
+    limits = Limits(frame_timeout=5.0)
+
+    def test_many_timeouts_at_once_are_closed_a_batch_a_turn(self) -> None:
+        from gameframe._link import EXPIRE_PER_TURN
+
+        conns = [self.connected(host=f"10.0.{i // 250}.{i % 250}") for i in range(3 * EXPIRE_PER_TURN)]
+        for conn in conns:
+            conn.write(b'{"action": "li')  # never finished
+        self.clock.rightNow += 6  # time passes, and the sweep looks (what its timer does)
+        self.factory._sweep()
+        closed = [conn for conn in conns if not conn.open]
+        self.assertEqual(len(closed), EXPIRE_PER_TURN)  # the rest wait for the next turns
+        self.clock.advance(0)
+        for conn in conns:
+            conn.assertClosedWith(self, FRAME_TIMEOUT)
