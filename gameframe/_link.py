@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from math import inf
 from typing import Any, Mapping
 
@@ -57,6 +58,8 @@ __all__ = [
 MIN_THROTTLE = 0.01
 # Expired connections closed in one reactor turn, at most.
 EXPIRE_PER_TURN = 32
+# Slow clients' connections dropped in one reactor turn, at most.
+ABORT_PER_TURN = 8
 
 class LinkFactory:
     """
@@ -97,6 +100,8 @@ class LinkFactory:
         self._sweeper.clock = clock
         self._refusals_logged = -inf
         self._refusals_unlogged = 0
+        self._aborting: deque[BufferedLink] = deque()
+        self._aborting_call: IDelayedCall | None = None
 
     def start_sweeping(self) -> None:
         """Check the connections for timeouts periodically (until L{stop_sweeping})."""
@@ -151,6 +156,28 @@ class LinkFactory:
                 link._expire(
                     IDLE_TIMEOUT, f"nothing received for {limits.idle_timeout:g} s"
                 )
+
+    def _abort_soon(self, link: BufferedLink) -> None:
+        """
+        Drop a slow client's connection, L{ABORT_PER_TURN} a reactor turn.
+        Closing a socket with megabytes unsent costs the kernel most of a
+        millisecond; two hundred clients that stopped reading overflow in
+        the same broadcast, and dropping them all at once would stall
+        everyone else for a tenth of a second.
+        """
+        self._aborting.append(link)
+        if self._aborting_call is None:
+            self._aborting_call = self.scheduler.clock.callLater(0, self._abort_some)
+
+    def _abort_some(self) -> None:
+        self._aborting_call = None
+        aborting = self._aborting
+        for _ in range(min(ABORT_PER_TURN, len(aborting))):
+            link = aborting.popleft()
+            if link in self.links:
+                link._abort()
+        if aborting:
+            self._aborting_call = self.scheduler.clock.callLater(0, self._abort_some)
 
     def _refused(self, link: BufferedLink) -> None:
         """Log refused connections: the first, then at most one line per interval."""
@@ -451,4 +478,8 @@ class BufferedLink:
             limit=self._max_pending,
             count=self._max_messages,
         )
-        self._abort()
+        # Stop everything for it now; close it soon (see LinkFactory._abort_soon).
+        self._closing = True
+        self._closing_since = inf
+        self._out.discard()
+        self._factory._abort_soon(self)

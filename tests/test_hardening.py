@@ -144,6 +144,8 @@ class WireTests(SynchronousTestCase):
         rooms = [protocol._service.create_room("chat") for _ in range(50)]
         self.assertEqual(len(rooms), 50)
         protocol.dataReceived(b'{"action": "list"}\n' * 1000)
+        self.assertLess(len(transport.value()), 20_000)  # output stopped at the bound
+        clock.advance(0)  # and the connection is dropped on the next turn
         self.assertTrue(transport.disconnecting or not transport.connected)
 
 

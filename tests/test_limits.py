@@ -507,7 +507,28 @@ class SlowClientTests(LimitsTestCase):
             conn.protocol.send({"action": "tick", "n": n})
         self.assertFalse(conn.transport.disconnected)
         conn.protocol.send({"action": "tick", "n": 10})
+        self.assertTrue(conn.protocol.congested or conn.protocol._closing)  # nothing more goes out
+        self.clock.advance(0)  # dropped on the next turn (a few a turn: see ABORT_PER_TURN)
         self.assertTrue(conn.transport.disconnected)
+
+    def test_many_slow_clients_are_dropped_a_few_a_turn(self) -> None:
+        from gameframe._link import ABORT_PER_TURN
+
+        factory = self.make_factory(max_pending_messages=10)
+        conns = [self.connected(f"10.1.0.{i}", factory=factory) for i in range(3 * ABORT_PER_TURN)]
+        for conn in conns:
+            for n in range(11):
+                conn.protocol.send({"action": "tick", "n": n})
+        self.assertEqual([c for c in conns if c.transport.disconnected], [])
+        # One reactor turn (task.Clock runs every turn due at once, so by hand):
+        turn = factory._aborting_call
+        assert turn is not None
+        turn.cancel()
+        factory._aborting_call = None
+        factory._abort_some()
+        self.assertEqual(len([c for c in conns if c.transport.disconnected]), ABORT_PER_TURN)
+        self.clock.advance(0)  # and the turns after
+        self.assertEqual([c for c in conns if not c.transport.disconnected], [])
 
     def test_a_reading_client_gets_any_number_of_messages(self) -> None:
         factory = self.make_factory(max_pending_messages=10)
