@@ -212,7 +212,8 @@ class RoomHost:
 
         return Deferred.fromCoroutine(finish())
 
-    def _dispose_if_empty(self) -> None:
+    def dispose_if_empty(self) -> None:
+        """Dispose the room if no one is in it (and it disposes when empty)."""
         if self.room.auto_dispose and not self._seats and self.running:
             self.dispose(LEFT_DISPOSED)
 
@@ -318,7 +319,7 @@ class RoomHost:
         if self._seats.get(seat.player.id) is seat:
             self._remove(seat)
             self._changed()
-        self._dispose_if_empty()
+        self.dispose_if_empty()
 
     def dispatch(self, player: Player, message: Message) -> Any:
         name = message["action"]
@@ -388,7 +389,7 @@ class RoomHost:
             self.leave(seat.player, LEFT_DISCONNECT)
 
     def reconnect(
-        self, player_id: str, secret: str, link: IPlayerLink, request_id: Any
+        self, player_id: str, secret: str, link: IPlayerLink, request_id: Any, user: Any
     ) -> Player:
         seat = self._seats.get(player_id)
         if (
@@ -398,6 +399,8 @@ class RoomHost:
         ):
             raise GameError(INVALID_TOKEN, "reconnect: the token is unknown or expired")
         player = seat.player
+        if user is not None and player.user is not None and user != player.user:
+            raise GameError(UNAUTHORIZED, "reconnect: the seat belongs to another user")
         previous = player.link
         if previous is not None:
             # The old connection is still open (not noticed dead yet): replace it.
@@ -426,10 +429,10 @@ class RoomHost:
         self._changed()
         if not had_joined:
             # Gone before its hooks finished: it never joined, so no on_leave.
-            self._dispose_if_empty()
+            self.dispose_if_empty()
             return succeed(None)
         done = self._hook(self.room.on_leave, player, reason)
-        done.addCallback(lambda _: self._dispose_if_empty())
+        done.addCallback(lambda _: self.dispose_if_empty())
         return done
 
     def resync(self, player: Player, request_id: Any) -> None:

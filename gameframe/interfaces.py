@@ -48,6 +48,8 @@ class IRoomHandle(Interface):
 
     room_id = Attribute("The room's id, unique across the server (or cluster).")
     room_type = Attribute("The room type name it was created as.")
+    options = Attribute("The options it was created with (matchmaking filters read them).")
+    running = Attribute("Whether it is open: created, and not disposing or disposed.")
 
     def join(player: Any, options: dict[str, Any], request_id: Any) -> Any:
         """
@@ -62,10 +64,14 @@ class IRoomHandle(Interface):
     def drop(player: Any) -> None:
         """The player's connection dropped: hold its seat, or let it leave."""
 
-    def reconnect(player_id: str, secret: str, link: IPlayerLink, request_id: Any) -> Any:
+    def reconnect(
+        player_id: str, secret: str, link: IPlayerLink, request_id: Any, user: Any
+    ) -> Any:
         """
         Give a held seat to a new connection if C{secret} is the seat's
-        token: the Player it now speaks for. GameError C{invalid_token} if not.
+        token: the Player it now speaks for. GameError C{invalid_token} if
+        not; C{unauthorized} if the connection authenticated as another
+        C{user} than the seat's player.
         """
 
     def leave(player: Any, reason: str) -> Any:

@@ -363,7 +363,7 @@ class RoomService(Service):
         filter_by = self.room_types[name].filter_by
         for handle in self.directory.joinable(name):
             if _matches(filter_by, handle, options):
-                return self._seat(player, handle, options, message.get("id"))
+                return handle.join(player, options, message.get("id"))
         return self._create_and_seat(player, name, options, message.get("id"))
 
     def _create(self, player: Player, message: Message) -> Any:
@@ -379,9 +379,9 @@ class RoomService(Service):
         options = self._options_of(message)
         self._not_in_room(player)
         handle = self.directory.get(room_id)
-        if handle is None or not _running(handle):
+        if handle is None or not handle.running:
             raise GameError(ROOM_NOT_FOUND, f"there is no room {room_id!r}")
-        return self._seat(player, handle, options, message.get("id"))
+        return handle.join(player, options, message.get("id"))
 
     def _leave(self, player: Player, message: Message) -> Any:
         handle = self._handle_of(player)
@@ -405,15 +405,7 @@ class RoomService(Service):
             raise GameError(INVALID_TOKEN, "reconnect: the token is unknown or expired")
         link = player.link
         assert link is not None
-        old = handle.room.players.get(player_id) if isinstance(handle, RoomHost) else None
-        if (
-            old is not None
-            and player.user is not None
-            and old.user is not None
-            and player.user != old.user
-        ):
-            raise GameError(UNAUTHORIZED, "reconnect: the seat belongs to another user")
-        back = handle.reconnect(player_id, secret, link, message.get("id"))
+        back = handle.reconnect(player_id, secret, link, message.get("id"), player.user)
         # This connection's lobby player is done with.
         self.players.pop(player.id, None)
         player.link = None
@@ -473,18 +465,17 @@ class RoomService(Service):
         created = self._new_host(name, options)
         if isinstance(created, Deferred):
             return created.addCallback(
-                lambda host: self._seat(player, host, options, request_id)
+                lambda host: self._seat_creator(player, host, options, request_id)
             )
-        return self._seat(player, created, options, request_id)
+        return self._seat_creator(player, created, options, request_id)
 
-    def _seat(
-        self, player: Player, handle: IRoomHandle, options: dict[str, Any], request_id: Any
+    def _seat_creator(
+        self, player: Player, host: RoomHost, options: dict[str, Any], request_id: Any
     ) -> Any:
         if player.link is None:  # gone while the room was being created
-            if isinstance(handle, RoomHost):
-                handle._dispose_if_empty()
+            host.dispose_if_empty()
             return None
-        return handle.join(player, options, request_id)
+        return host.join(player, options, request_id)
 
     def _metronome(self, interval: float) -> Metronome:
         """The one timer every room beating at C{interval} shares."""
@@ -547,13 +538,9 @@ class RoomService(Service):
         return done
 
 
-def _running(handle: IRoomHandle) -> bool:
-    return not isinstance(handle, RoomHost) or handle.running
-
-
 def _matches(filter_by: tuple[str, ...], handle: IRoomHandle, options: Mapping[str, Any]) -> bool:
     """Whether a room was created with the same values of its filter_by options."""
-    created: Mapping[str, Any] = handle.options  # type: ignore[attr-defined]
+    created: Mapping[str, Any] = handle.options
     return all(_same(created.get(key), options.get(key)) for key in filter_by)
 
 

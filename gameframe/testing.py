@@ -18,6 +18,8 @@ from gameframe.player import Player
 from gameframe.room import Room
 from gameframe.service import RoomService
 
+__all__ = ["FakeClient", "FakeLink", "Harness", "LocalDirectory", "host_of"]
+
 
 @implementer(IPlayerLink)
 class FakeLink:

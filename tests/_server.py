@@ -115,33 +115,10 @@ def start_server(directory: Path, *args: str, web: bool = True) -> RunningServer
     """
     port = free_port()
     web_port = free_port() if web else None
-    log = directory / f"twistd-{port}.log"
-    command = [
-        twistd(), "-n", "--pidfile=", "gameframe",
-        "--port", f"tcp:{port}:interface={HOST}",
-        "--web", "none" if web_port is None else f"tcp:{web_port}:interface={HOST}",
-        *args,
-    ]  # fmt: skip
-    # twistd -n logs to its stdout: the log holds start-up failures too.
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            command,
-            cwd=directory,
-            env=twistd_env(),
-            stdin=subprocess.DEVNULL,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-    server = RunningServer(process, port, web_port, log)
-    try:
-        deadline = time.monotonic() + START_TIMEOUT
-        for listening in (port, web_port):
-            if listening is not None:
-                _wait_for_port(server, listening, deadline)
-    except BaseException:
-        stop_process(process)
-        raise
-    return server
+    web_endpoint = "none" if web_port is None else f"tcp:{web_port}:interface={HOST}"
+    return start_server_at(
+        directory, f"tcp:{port}:interface={HOST}", port, web_endpoint, web_port, *args
+    )
 
 
 def stop_process(process: subprocess.Popen[bytes]) -> int:

@@ -28,14 +28,7 @@ if TYPE_CHECKING:
 
     from tests._server import RunningServer
 
-CHROMIUM = "/usr/bin/chromium"
 PYGAME_EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "pygame_arena.py"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-]
 WAIT_MS = 10_000  # every browser wait
 WALK_MS = 15_000  # an avatar crossing the arena (200 units a second)
 TCP_WAIT = 10.0
@@ -44,29 +37,6 @@ TCP_WAIT = 10.0
 # -- the browser ------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not os.access(CHROMIUM, os.X_OK):
-        pytest.fail(
-            f"{CHROMIUM} is missing: the browser tests need Debian's Chromium. "
-            "Install it with: apt-get update && "
-            "apt-get install -y --no-install-recommends chromium",
-            pytrace=False,
-        )
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.fail(
-            "Playwright for Python is missing: pip install playwright "
-            "(do not run `playwright install`; the tests use /usr/bin/chromium)",
-            pytrace=False,
-        )
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield launched
-        finally:
-            launched.close()
 
 
 class Pages:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import json
-import os
 import ssl
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
@@ -38,9 +37,6 @@ from tests._server import (
 if TYPE_CHECKING:
     from playwright.sync_api import Browser
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update"]  # fmt: skip
 WAIT_MS = 10_000
 WS_TIMEOUT = 10.0
 
@@ -217,21 +213,6 @@ def test_no_direct_sends_under_tls(certificate: tuple[Path, Path]) -> None:
 # -- the browser demo over https and wss -------------------------------------------
 
 
-@pytest.fixture
-def browser() -> Iterator[Browser]:
-    if not os.access(CHROMIUM, os.X_OK):
-        pytest.fail(
-            f"{CHROMIUM} is missing: apt-get install -y --no-install-recommends chromium",
-            pytrace=False,
-        )
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield launched
-        finally:
-            launched.close()
 
 
 def test_browser_demo_over_https_chats_over_wss(
