@@ -107,7 +107,7 @@ class RoomHost:
         self.room_id = room_id
         self.room_type = room_type
         self.options = options
-        self.clock = RoomClock(clock)
+        self.clock = RoomClock(clock, self)
         self.life: Lifecycle[RoomPhase] = Lifecycle(RoomPhase.CREATING, ROOM_MOVES)
         self.players: dict[str, Player] = {}
         self.players_view: Mapping[str, Player] = MappingProxyType(self.players)
@@ -646,17 +646,21 @@ class RoomHost:
     # -- hooks -------------------------------------------------------------------
 
     def _hook(self, hook: Callable[..., Any], *args: Any) -> Deferred[None]:
-        """Run a lifecycle hook whose failure is logged (with the room), never raised."""
+        """Run a lifecycle hook whose failure is logged (with the room and player), never raised."""
+        player = next((a for a in args if isinstance(a, Player)), None)
+        about = "" if player is None else f" for {player!r}"
 
         def failed(failure: Failure) -> None:
             self.log.failure(
-                "{room}.{hook} failed", failure, room=self, hook=hook.__name__
+                "{room}.{hook} failed{about}", failure, room=self, hook=hook.__name__, about=about
             )
 
         try:
             result = call(hook, *args)
         except Exception:
-            self.log.failure("{room}.{hook} failed", room=self, hook=hook.__name__)
+            self.log.failure(
+                "{room}.{hook} failed{about}", room=self, hook=hook.__name__, about=about
+            )
             result = None
         if isinstance(result, Deferred):
             return result.addCallbacks(lambda _: None, failed)

@@ -24,8 +24,9 @@ class RoomClock:
 
     log = Logger()
 
-    def __init__(self, clock: IReactorTime) -> None:
+    def __init__(self, clock: IReactorTime, owner: object = None) -> None:
         self._clock = clock
+        self._owner = owner  # named in the log when a timer fails (the room)
         self._calls: set[IDelayedCall] = set()
         # A call cancelled by its owner stays in _calls until a sweep (a call
         # that runs removes itself). A sweep runs when the set has doubled
@@ -44,7 +45,9 @@ class RoomClock:
             try:
                 return callable(*args, **kw)
             except Exception:
-                self.log.failure("timer {timer!r} failed", timer=callable)
+                self.log.failure(
+                    "{room}: timer {timer!r} failed", room=self._owner, timer=callable
+                )
                 return None
 
         call = self._clock.callLater(delay, run)

@@ -297,7 +297,26 @@ class FaultTests(SynchronousTestCase):
         self.assertEqual(len(failures), 1)
         self.assertIn(room_id, failures[0])
         self.assertIn("on_leave", failures[0])
+        self.assertIn(alice.player_id, failures[0])
         self.flushLoggedErrors(RuntimeError)
+
+    def test_a_failing_timer_is_logged_with_its_room(self) -> None:
+        class Ticking(Room):
+            def on_create(self, options: dict[str, Any]) -> None:
+                self.clock.callLater(1, self.explode)
+
+            def explode(self) -> None:
+                raise RuntimeError("timer broke")
+
+        logged = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        kit = Harness({"t": Ticking})
+        alice = kit.connect()
+        room_id = alice.create("t")["room_id"]
+        kit.advance(1)
+        (failure,) = [formatEvent(e) for e in logged if "log_failure" in e]
+        self.assertIn(room_id, failure)
+        self.flushLoggedErrors(RuntimeError)
+        self.assertEqual(alice.request("ping")["action"], "pong")
 
     def test_a_failing_view_is_logged_and_the_room_goes_on(self) -> None:
         class BadView(Room):
