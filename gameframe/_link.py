@@ -251,7 +251,6 @@ class BufferedLink:
         self._max_messages = factory.max_pending_messages
         self._closing = False
         self._buffered = 0  # bytes appended since the last flush
-        self._buffered_count = 0  # messages appended since the last flush
         self._out = SendBuffer(factory.scheduler, self._flush)
         self._writer: TransportWriter | SocketWriter | None = None
         limits = factory.limits
@@ -427,17 +426,15 @@ class BufferedLink:
     def send_encoded(self, data: bytes) -> None:
         if self._closing:
             return
-        if self._buffered and (
-            self._buffered + len(data) > self._max_pending
-            or self._buffered_count >= self._max_messages
-        ):
+        buffered = self._buffered + len(data)
+        if buffered > self._max_pending and self._buffered:
             # More output in one turn than a client may have waiting at all
-            # (a flood of requests with big replies): stop here.
+            # (a flood of requests with big replies): stop here. (The bound
+            # in messages applies to what waits unsent: see the writers.)
             self._out.discard()
             self._overflow()
             return
-        self._buffered += len(data)
-        self._buffered_count += 1
+        self._buffered = buffered
         self._out.append(data)
 
     def close(self, code: str, message: str) -> None:
@@ -463,7 +460,6 @@ class BufferedLink:
 
     def _flush(self, messages: list[bytes]) -> None:
         self._buffered = 0
-        self._buffered_count = 0
         if self._writer is not None:
             count = len(messages)
             self._writer.write(self._frame(messages), count)

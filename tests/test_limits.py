@@ -500,14 +500,18 @@ class SlowClientTests(LimitsTestCase):
 
         self.assertIn("is a slow_client", formatEvent(event))
 
-    def test_too_many_messages_in_one_turn_drops_the_client(self) -> None:
+    def test_too_many_messages_waiting_drops_the_client(self) -> None:
         factory = self.make_factory(max_pending_messages=10)
         conn = self.connected(factory=factory)
+        conn.transport.producer.pauseProducing()  # the transport's buffer is full
+        self.assertTrue(conn.protocol.congested)
         for n in range(10):
             conn.protocol.send({"action": "tick", "n": n})
-        self.assertFalse(conn.transport.disconnected)
+        factory.scheduler.flush()  # the end of the turn: ten wait, the bound
+        self.assertFalse(conn.protocol._closing)
         conn.protocol.send({"action": "tick", "n": 10})
-        self.assertTrue(conn.protocol.congested or conn.protocol._closing)  # nothing more goes out
+        factory.scheduler.flush()  # eleven: too many
+        self.assertTrue(conn.protocol._closing)  # nothing more goes out
         self.clock.advance(0)  # dropped on the next turn (a few a turn: see ABORT_PER_TURN)
         self.assertTrue(conn.transport.disconnected)
 
@@ -517,8 +521,10 @@ class SlowClientTests(LimitsTestCase):
         factory = self.make_factory(max_pending_messages=10)
         conns = [self.connected(f"10.1.0.{i}", factory=factory) for i in range(3 * ABORT_PER_TURN)]
         for conn in conns:
+            conn.transport.producer.pauseProducing()  # none of them reads
             for n in range(11):
                 conn.protocol.send({"action": "tick", "n": n})
+        factory.scheduler.flush()  # all overflow in the same turn
         self.assertEqual([c for c in conns if c.transport.disconnected], [])
         # One reactor turn (task.Clock runs every turn due at once, so by hand):
         turn = factory._aborting_call
