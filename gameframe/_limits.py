@@ -107,7 +107,7 @@ class ConnectionGate:
 # accepts 100 and more each turn while they keep coming; at ~0.2 ms of Python
 # each (a player, a welcome, or a refusal) a connection storm would hold the
 # reactor for tens of milliseconds at a time, and every player would feel it.
-MAX_ACCEPTS_PER_TURN = 16
+MAX_ACCEPTS_PER_TURN = 4
 
 
 class _FairPort(tcp.Port):

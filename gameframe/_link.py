@@ -57,9 +57,9 @@ __all__ = [
 # The shortest pause in reading from a client over its rate (seconds).
 MIN_THROTTLE = 0.01
 # Expired connections closed in one reactor turn, at most.
-EXPIRE_PER_TURN = 32
+EXPIRE_PER_TURN = 8
 # Slow clients' connections dropped in one reactor turn, at most.
-ABORT_PER_TURN = 8
+ABORT_PER_TURN = 2
 
 class LinkFactory:
     """
