@@ -236,8 +236,9 @@ class RoomHost:
 
     @property
     def is_full(self) -> bool:
+        """Every seat taken (seats still joining count: they are reserved)."""
         max_players = self.room.max_players
-        return max_players is not None and len(self.players) >= max_players
+        return max_players is not None and len(self._seats) >= max_players
 
     def join(self, player: Player, options: dict[str, Any], request_id: Any) -> Any:
         if not self.running:
@@ -247,14 +248,20 @@ class RoomHost:
         if self.locked_by_author:
             raise GameError(ROOM_LOCKED, f"room {self.room_id} is locked")
         seat = Seat(player)
-        self._seats[player.id] = seat
-        self.players[player.id] = player
+        self._seats[player.id] = seat  # reserved; in `players` once on_auth said yes
         player.room = self.room
         player.hold()
         self._changed()
 
         def authorized(auth: Any) -> Any:
+            if seat.phase is not SeatPhase.JOINING or not self.running:
+                # Dropped, or the room closed, while on_auth ran: no on_join.
+                raise GameError(
+                    ROOM_NOT_FOUND, f"room {self.room_id} closed while joining", request_id
+                )
             player.auth = auth
+            self.players[player.id] = player
+            self._changed()
             return self._guarded(seat, self.room.on_join, player, options)
 
         def seated(_: object = None) -> None:
@@ -460,7 +467,7 @@ class RoomHost:
         seat.life.move(SeatPhase.GONE)
         seat.cancel_hold()
         del self._seats[player.id]
-        del self.players[player.id]
+        self.players.pop(player.id, None)
         self._unsynced.pop(player.id, None)
         player.room = None
         player.discard_held()

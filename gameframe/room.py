@@ -93,7 +93,10 @@ class Room:
 
     @property
     def players(self) -> Mapping[str, Player]:
-        """The players in the room (seated, or dropped with their seat held), by id."""
+        """
+        The players in the room, by id: seated, dropped with their seat held,
+        and one whose C{on_join} is running (not one still in C{on_auth}).
+        """
         return self.__host.players_view
 
     @property

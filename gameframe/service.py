@@ -166,8 +166,12 @@ class RoomService(Service):
         @param link: the connection that closed; if the player has moved to
             another connection since, nothing happens.
         """
-        if link is not None and player.link is not link:
-            return
+        if link is not None:
+            # What it still had queued dies with it, even when a reconnect
+            # moved its player to another connection already.
+            self._queues.pop(link, None)
+            if player.link is not link:
+                return
         if player.link is not None:
             self._queues.pop(player.link, None)
         player.link = None
@@ -209,6 +213,9 @@ class RoomService(Service):
     def _next(self, ignored: object, link: IPlayerLink, queue: deque[Any]) -> None:
         if self._queues.get(link) is not queue:
             return  # the connection closed meanwhile
+        if link.player.link is not link:
+            del self._queues[link]  # its player moved to another connection meanwhile
+            return
         while queue:
             pending = self._handle(link.player, queue.popleft())
             if pending is not None:
