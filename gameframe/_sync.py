@@ -55,6 +55,7 @@ class StateSync:
         if view is None:
             view = self._views[key] = _View(self._view_state(key, to_tree(state)))
         view.members[player.id] = player
+        view.behind.discard(player.id)  # this full state catches it up
         self._keys[player.id] = key
         message: dict[str, Any] = {"action": "state", "seq": view.seq, "state": view.tree}
         if request_id is not None:
