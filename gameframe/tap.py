@@ -21,7 +21,7 @@ from twisted.python.failure import Failure
 
 from gameframe import _limits
 from gameframe._limits import ConnectionGate, Limits, accept_fairly
-from gameframe.protocol import DEFAULT_MAX_FRAME, GameFactory
+from gameframe.protocol import DEFAULT_MAX_FRAME, DEFAULT_MAX_PENDING, GameFactory
 from gameframe.room import Room
 from gameframe.service import RoomService
 from gameframe.web import PingService, make_site
@@ -231,6 +231,15 @@ class Options(usage.Options):
             DEFAULT_MAX_FRAME,
             "Largest message a client may send, in bytes.",
             frame_size,
+        ],
+        [
+            "max-pending",
+            None,
+            DEFAULT_MAX_PENDING,
+            "Bytes that may wait unsent for one client that is not reading "
+            "before it is dropped (slow_client): the memory one such client "
+            "may cost. At least 65536.",
+            _number("max-pending", int, "a whole number of bytes", 65536),
         ],
         [
             "web",
@@ -591,7 +600,11 @@ def makeService(options: Any) -> IService:
     # so the ports stop listening before the rooms shut down.
     rooms.setServiceParent(top)
     flush_interval = options["flush-interval"] / 1000.0
-    shared: dict[str, Any] = {"limits": limits, "gate": gate}
+    shared: dict[str, Any] = {
+        "limits": limits,
+        "gate": gate,
+        "max_pending": options["max-pending"],
+    }
     factory = GameFactory(
         rooms,
         reactor,

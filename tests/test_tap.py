@@ -330,6 +330,7 @@ def test_make_service_passes_auth_limits_and_shutdown_timeout() -> None:
         "--web", "tcp:0:interface=127.0.0.1",
         "--auth", "gameframe.tap:demo_rooms", "--require-auth",
         "--shutdown-timeout", "3", "--rate", "5", "--max-per-address", "2",
+        "--max-pending", "1048576",
     )  # fmt: skip
     rooms, tcp, pinger, web = list(makeService(options))
     assert isinstance(rooms, RoomService)
@@ -340,6 +341,13 @@ def test_make_service_passes_auth_limits_and_shutdown_timeout() -> None:
     assert tcp.factory.limits == ws.limits == options.limits()
     # One gate: the connection counts add up across both endpoints.
     assert tcp.factory.gate is ws.gate
+    assert tcp.factory.max_pending == ws.max_pending == 1048576
+
+
+@pytest.mark.parametrize("value", ["65535", "lots", "-1"])
+def test_bad_max_pending(value: str) -> None:
+    with pytest.raises(usage.UsageError, match="--max-pending"):
+        parse("--max-pending", value)
 
 
 def test_a_bare_port_number_is_not_an_endpoint() -> None:
