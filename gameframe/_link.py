@@ -123,13 +123,10 @@ class LinkFactory:
         limits = self.limits
         idle = now - limits.idle_timeout if limits.idle_timeout > 0 else -inf
         frame = now - limits.frame_timeout if limits.frame_timeout > 0 else -inf
-        linger = now - LINGER
         expired = [
             link
             for link in self.links
-            if link._last_seen < idle
-            or link._frame_started < frame
-            or link._closing_since < linger
+            if not link._closing and (link._last_seen < idle or link._frame_started < frame)
         ]
         self._expire_some(expired, limits, frame)
 
@@ -143,11 +140,9 @@ class LinkFactory:
         if rest:
             self.scheduler.clock.callLater(0, self._expire_some, rest, limits, frame)
         for link in now:
-            if link not in self.links:
-                continue  # gone meanwhile
-            if link._closing:
-                link._abort()  # a closing connection the client never closed
-            elif link._frame_started < frame:
+            if link not in self.links or link._closing:
+                continue  # gone, or closing, meanwhile
+            if link._frame_started < frame:
                 link._expire(
                     FRAME_TIMEOUT,
                     f"a message must arrive within {limits.frame_timeout:g} s of its first byte",
@@ -238,8 +233,8 @@ class BufferedLink:
 
     _address: str | None = None
     _admitted = False
-    # When the close began (inf: not closing). Compared by the factory's sweep.
-    _closing_since = inf
+    # Aborts a closing connection the client never closes (see _linger).
+    _lingering: IDelayedCall | None = None
 
     def __init__(self, factory: LinkFactory) -> None:
         self._factory = factory
@@ -293,6 +288,8 @@ class BufferedLink:
     def _frame_received(self, frame: bytes | str) -> None:
         if self._bucket is not None and not self._counted():
             return
+        if not frame.strip():
+            return  # a blank line or empty message: ignored, but it counted
         try:
             message = decode(frame)
         except GameError as error:
@@ -386,7 +383,10 @@ class BufferedLink:
                 self._resume.cancel()
             self._resume = None
         self._closing = True
-        self._closing_since = inf
+        if self._lingering is not None:
+            if self._lingering.active():
+                self._lingering.cancel()
+            self._lingering = None
         self._out.discard()
         factory = self._factory
         factory.links.discard(self)
@@ -446,13 +446,21 @@ class BufferedLink:
         self._out.append(encode(message))
         self._out.flush()
         self._closing = True
-        self._closing_since = self._clock.seconds()
+        self._linger()
         self._disconnect(abort=False)
+
+    def _linger(self) -> None:
+        """
+        Give a closing connection L{LINGER} seconds for the client to close
+        its side (and read our last message), then drop it.
+        """
+        if self._lingering is None:
+            self._lingering = self._clock.callLater(LINGER, self._abort)
 
     def _abort(self) -> None:
         """Drop the connection now, unsent data and all."""
         self._closing = True
-        self._closing_since = inf
+        self._lingering = None
         self._out.discard()
         self._disconnect(abort=True)
 
@@ -476,6 +484,5 @@ class BufferedLink:
         )
         # Stop everything for it now; close it soon (see LinkFactory._abort_soon).
         self._closing = True
-        self._closing_since = inf
         self._out.discard()
         self._factory._abort_soon(self)

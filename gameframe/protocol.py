@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 from math import inf
 
-from twisted.internet.interfaces import IAddress, IDelayedCall, IPushProducer
+from twisted.internet.interfaces import IAddress, IPushProducer, ISSLTransport
 from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
 
@@ -29,10 +31,23 @@ __all__ = [
 
 
 def peer_host(transport: object) -> str | None:
-    """The IP address of a transport's peer; None for peers without one (UNIX sockets)."""
+    """
+    The IP address of a transport's peer; None for peers without one (UNIX
+    sockets). An IPv4 client of a dual-stack IPv6 endpoint (C{::ffff:a.b.c.d})
+    is its IPv4 address, so it counts once against C{--max-per-address}.
+    """
     get_peer = getattr(transport, "getPeer", None)
     host = getattr(get_peer(), "host", None) if get_peer is not None else None
-    return host if isinstance(host, str) else None
+    if not isinstance(host, str):
+        return None
+    if host.startswith("::ffff:"):
+        try:
+            mapped = ipaddress.IPv6Address(host.split("%", 1)[0]).ipv4_mapped
+        except ValueError:
+            return host
+        if mapped is not None:
+            return str(mapped)
+    return host
 
 
 def tune_socket(transport: object) -> None:
@@ -60,7 +75,6 @@ class GameProtocol(BufferedLink, Protocol):
     """
 
     _inbox = b""
-    _linger: IDelayedCall | None = None
     _direct = True  # send on the socket directly when it can (see SocketWriter)
 
     # -- connection lifecycle ------------------------------------------------
@@ -79,8 +93,6 @@ class GameProtocol(BufferedLink, Protocol):
         self._opened(writer, peer_host(transport))
 
     def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:
-        if self._linger is not None and self._linger.active():
-            self._linger.cancel()
         self._closed()
 
     # -- input -----------------------------------------------------------------
@@ -104,14 +116,13 @@ class GameProtocol(BufferedLink, Protocol):
             if len(line) > limit:
                 self._too_large()
                 return
-            if line.strip():
-                self._frame_received(line)
-                if self._closing:
-                    return
-                if self._resume is not None:
-                    # Over the rate: every whole line left in this chunk would
-                    # be dropped too; skip them in one search, not line by line.
-                    start = buffer.rfind(b"\n") + 1
+            self._frame_received(line)
+            if self._closing:
+                return
+            if self._resume is not None:
+                # Over the rate: every whole line left in this chunk would be
+                # dropped too; skip them in one search, not line by line.
+                start = buffer.rfind(b"\n") + 1
         self._inbox = rest = buffer[start:]
         if not rest:
             self._frame_started = inf
@@ -148,15 +159,17 @@ class GameProtocol(BufferedLink, Protocol):
                 self._resume = None
                 self.transport.resumeProducing()  # type: ignore[attr-defined]
             half_close = getattr(self.transport, "loseWriteConnection", None)
-            if half_close is None:
+            if half_close is None or ISSLTransport.providedBy(self.transport):
+                # TLS: its loseConnection sends what is buffered (the refusal
+                # of a connection still in its handshake included), then its
+                # close_notify; closing the TCP write side under it would not.
                 self.transport.loseConnection()
                 return
             # Close our side only and read (and drop) what the client still
             # sends until it closes too: closing with unread input would make
             # the kernel reset the connection, and the client could lose our
-            # last message (the error saying why).
+            # last message (the error saying why). _linger bounds the wait.
             half_close()
-            self._linger = self._scheduler.clock.callLater(LINGER, self._abort)
 
 
 class GameFactory(LinkFactory, Factory):

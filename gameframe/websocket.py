@@ -111,11 +111,11 @@ class WebSocketLink(BufferedLink):
     def _close_written(self) -> None:
         """
         Twisted's WebSocket code wrote a close frame and is closing: send
-        nothing more (the sweep aborts the connection if it never closes).
+        nothing more (and drop the connection if the client never closes).
         """
         if not self._closing:
             self._closing = True
-            self._closing_since = self._clock.seconds()
+        self._linger()
 
     def textMessageReceived(self, message: str) -> None:
         if self._closing:
@@ -123,8 +123,7 @@ class WebSocketLink(BufferedLink):
         if len(message) > self._max_frame and len(message.encode()) > self._max_frame:
             self._too_large()
             return
-        if message.strip():
-            self._frame_received(message)
+        self._frame_received(message)
 
     def bytesMessageReceived(self, data: bytes | bytearray) -> None:
         if self._closing or (self._bucket is not None and not self._counted()):

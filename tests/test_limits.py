@@ -401,9 +401,9 @@ class TimeoutTests(LimitsTestCase):
         protocol.makeConnection(transport)
         protocol.close("replaced", "bye")
         self.assertTrue(transport.disconnecting)
-        self.clock.advance(LINGER)
+        self.clock.advance(LINGER - 0.5)
         self.assertFalse(transport.disconnected)
-        self.clock.advance(1)  # the first sweep after the linger time
+        self.clock.advance(0.5)  # the linger is over
         self.assertTrue(transport.disconnected)
 
 
@@ -773,9 +773,9 @@ class WebSocketClosingTests(SynchronousTestCase):
         client = self.client()
         client.write(client_frame(8, (1000).to_bytes(2, "big")))
         self.assertTrue(client.transport.disconnecting)  # StringTransport never finishes it
-        self.clock.advance(LINGER)
+        self.clock.advance(LINGER - 0.5)
         self.assertFalse(client.transport.disconnected)
-        self.clock.advance(1)
+        self.clock.advance(0.5)
         self.assertTrue(client.transport.disconnected)
 
     def test_an_unsupported_version_is_refused_naming_version_13(self) -> None:
