@@ -398,6 +398,10 @@ class BufferedLink:
 
     def _frame(self, messages: list[bytes]) -> bytes:
         """The bytes that carry these encoded messages on the wire."""
+        return b"".join(self._frame_parts(messages))
+
+    def _frame_parts(self, messages: list[bytes]) -> list[bytes]:
+        """The same, as parts that share the messages' bytes (framing between them)."""
         raise NotImplementedError
 
     def _disconnect(self, abort: bool) -> None:
@@ -468,9 +472,16 @@ class BufferedLink:
 
     def _flush(self, messages: list[bytes]) -> None:
         self._buffered = 0
-        if self._writer is not None:
-            count = len(messages)
-            self._writer.write(self._frame(messages), count)
+        writer = self._writer
+        if writer is None:
+            return
+        if writer.congested:
+            # Nothing can be sent now: queue the messages' own bytes, shared
+            # with every other recipient, instead of a framed copy of them.
+            parts = self._frame_parts(messages)
+            writer.write_parts(parts, sum(map(len, parts)), len(messages))
+        else:
+            writer.write(self._frame(messages), len(messages))
 
     def _overflow(self) -> None:
         """The client stopped reading and too much waits for it: drop it."""

@@ -121,6 +121,10 @@ class TransportWriter:
                 return
         self._write(data)
 
+    def write_parts(self, parts: list[bytes], size: int, messages: int) -> None:
+        """L{write} the concatenation of C{parts} (C{size} bytes)."""
+        self.write(b"".join(parts), messages)
+
     def detach(self) -> None:
         """Stop being the transport's producer (before closing it); once."""
         if self._consumer is not None:
@@ -199,6 +203,23 @@ class SocketWriter:
             self._overflow()
             return
         self._transport.write(data)
+
+    def write_parts(self, parts: list[bytes], size: int, messages: int) -> None:
+        """
+        While congested, queue C{parts} (C{size} bytes) as they are: no copy
+        made for this client. A broadcast's bytes are encoded once and shared
+        by every recipient's queue, so a room of clients that stop reading
+        costs one copy of each message, not one per client.
+        """
+        if not self._queued:
+            self.write(b"".join(parts), messages)
+            return
+        self._queued += size
+        self._queued_messages += messages
+        if self._queued > self._max_pending or self._queued_messages > self._max_messages:
+            self._overflow()
+            return
+        self._transport.writeSequence(parts)
 
     def detach(self) -> None:
         """Stop being the transport's producer (before closing it); once."""

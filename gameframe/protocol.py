@@ -142,6 +142,12 @@ class GameProtocol(BufferedLink, Protocol):
         messages.append(b"")
         return b"\n".join(messages)
 
+    def _frame_parts(self, messages: list[bytes]) -> list[bytes]:
+        parts: list[bytes] = []
+        for message in messages:
+            parts += (message, b"\n")
+        return parts
+
     def _disconnect(self, abort: bool) -> None:
         assert self.transport is not None
         if abort:

@@ -186,11 +186,13 @@ class WebSocketLink(BufferedLink):
     # -- BufferedLink ----------------------------------------------------------
 
     def _frame(self, messages: list[bytes]) -> bytes:
-        parts = []
+        return b"".join(self._frame_parts(messages))
+
+    def _frame_parts(self, messages: list[bytes]) -> list[bytes]:
+        parts: list[bytes] = []
         for message in messages:
-            parts.append(text_frame_header(len(message)))
-            parts.append(message)
-        return b"".join(parts)
+            parts += (text_frame_header(len(message)), message)
+        return parts
 
     def _disconnect(self, abort: bool) -> None:
         if abort:

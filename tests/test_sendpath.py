@@ -34,6 +34,9 @@ class FakeTcpTransport:
     def write(self, data: bytes) -> None:
         self.written.append(data)
 
+    def writeSequence(self, data: list[bytes]) -> None:
+        self.written.extend(data)
+
     def drained(self) -> None:
         """As Twisted does once its buffer is empty: ask the pull producer for more."""
         self.written.clear()
@@ -81,6 +84,31 @@ class SocketWriterTests(SynchronousTestCase):
         self.transport.drained()
         self.writer.write(b"direct again")
         self.assertEqual(read_all(self.client), b"direct again")
+
+    def test_parts_are_sent_joined_while_the_socket_takes_them(self) -> None:
+        self.writer.write_parts([b"a", b"\n", b"b", b"\n"], 4, 2)
+        self.assertEqual(read_all(self.client), b"a\nb\n")
+        self.assertEqual(self.transport.written, [])
+
+    def test_parts_queue_uncopied_while_congested(self) -> None:
+        """A broadcast's bytes are shared by every stuck client's queue, not copied into it."""
+        big = b"x" * (4 << 20)
+        self.writer.write(big)  # more than the socket takes: the rest is queued
+        self.assertTrue(self.writer.congested)
+        message = b'{"action":"said","text":"' + b"y" * 6000 + b'"}'
+        self.writer.write_parts([message, b"\n"], len(message) + 1, 1)
+        self.assertIs(self.transport.written[-2], message)
+        self.assertEqual(self.transport.written[-1], b"\n")
+        self.transport.drained()
+        self.assertFalse(self.writer.congested)
+
+    def test_queued_parts_count_against_the_bounds(self) -> None:
+        writer = SocketWriter(self.transport, 64 << 20, self.overflow, max_messages=3)  # type: ignore[arg-type]
+        writer.write(b"x" * (4 << 20))  # one message queued behind the socket
+        writer.write_parts([b"m", b"\n", b"n", b"\n"], 4, 2)  # three: the bound
+        self.assertEqual(self.overflows, 0)
+        writer.write_parts([b"o", b"\n"], 2, 1)  # four
+        self.assertEqual(self.overflows, 1)
 
     def test_a_client_that_stops_reading_overflows(self) -> None:
         writer = SocketWriter(FakeTcpTransport(self.server), 1000, self.overflow)  # type: ignore[arg-type]
