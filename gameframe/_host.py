@@ -453,10 +453,6 @@ class RoomHost:
         seat = self._seats.get(player.id)
         return seat if seat is not None and seat.player is player else None
 
-    def is_held(self, player: Player) -> bool:
-        seat = self.seat_of(player)
-        return seat is not None and seat.phase is SeatPhase.DROPPED
-
     def _remove(self, seat: Seat) -> bool:
         """
         Take a seat away: no player, no messages held, no token, no view.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import deque
 from math import inf
 from typing import Any, Mapping
 
@@ -13,6 +12,7 @@ from zope.interface import implementer
 
 from gameframe._bucket import TokenBucket
 from gameframe._limits import RATE_ERROR_INTERVAL, ConnectionGate, Limits
+from gameframe._timers import PerTurn
 from gameframe._sendpath import (
     DEFAULT_MAX_PENDING_MESSAGES,
     FlushScheduler,
@@ -100,8 +100,9 @@ class LinkFactory:
         self._sweeper.clock = clock
         self._refusals_logged = -inf
         self._refusals_unlogged = 0
-        self._aborting: deque[BufferedLink] = deque()
-        self._aborting_call: IDelayedCall | None = None
+        # Timeouts and slow-client drops come in bursts: a few a reactor turn.
+        self._expiring = PerTurn(clock, EXPIRE_PER_TURN, self._time_out)
+        self._aborting = PerTurn(clock, ABORT_PER_TURN, self._drop_slow)
 
     def start_sweeping(self) -> None:
         """Check the connections for timeouts periodically (until L{stop_sweeping})."""
@@ -115,64 +116,44 @@ class LinkFactory:
 
     def _sweep(self) -> None:
         """
-        Close the connections past a timeout: one pass over the open
+        Find the connections past a timeout: one pass over the open
         connections comparing timestamps, instead of a timer per connection
-        rescheduled on every message.
+        rescheduled on every message. They are closed a few a turn.
         """
         now = self.scheduler.clock.seconds()
+        for link in self.links:
+            if not link._closing and self._past_timeout(link, now) is not None:
+                self._expiring.add(link)
+
+    def _past_timeout(self, link: BufferedLink, now: float) -> tuple[str, str] | None:
+        """The code and reason of the timeout a connection is past, if any."""
         limits = self.limits
-        idle = now - limits.idle_timeout if limits.idle_timeout > 0 else -inf
-        frame = now - limits.frame_timeout if limits.frame_timeout > 0 else -inf
-        expired = [
-            link
-            for link in self.links
-            if not link._closing and (link._last_seen < idle or link._frame_started < frame)
-        ]
-        self._expire_some(expired, limits, frame)
+        if limits.frame_timeout > 0 and link._frame_started < now - limits.frame_timeout:
+            return (
+                FRAME_TIMEOUT,
+                f"a message must arrive within {limits.frame_timeout:g} s of its first byte",
+            )
+        if limits.idle_timeout > 0 and link._last_seen < now - limits.idle_timeout:
+            return IDLE_TIMEOUT, f"nothing received for {limits.idle_timeout:g} s"
+        return None
 
-    def _expire_some(self, expired: list[BufferedLink], limits: Limits, frame: float) -> None:
-        """
-        Close the expired connections, L{EXPIRE_PER_TURN} a reactor turn:
-        a thousand trickling clients timing out together are cut in small
-        batches, between other players' messages, not in one long stall.
-        """
-        now, rest = expired[:EXPIRE_PER_TURN], expired[EXPIRE_PER_TURN:]
-        if rest:
-            self.scheduler.clock.callLater(0, self._expire_some, rest, limits, frame)
-        for link in now:
-            if link not in self.links or link._closing:
-                continue  # gone, or closing, meanwhile
-            if link._frame_started < frame:
-                link._expire(
-                    FRAME_TIMEOUT,
-                    f"a message must arrive within {limits.frame_timeout:g} s of its first byte",
-                )
-            else:
-                link._expire(
-                    IDLE_TIMEOUT, f"nothing received for {limits.idle_timeout:g} s"
-                )
+    def _time_out(self, link: BufferedLink) -> None:
+        """Close one connection past a timeout (if it still is: its turn may come later)."""
+        if link not in self.links or link._closing:
+            return  # gone, or closing, meanwhile
+        why = self._past_timeout(link, self.scheduler.clock.seconds())
+        if why is not None:
+            link._expire(*why)
 
-    def _abort_soon(self, link: BufferedLink) -> None:
+    def _drop_slow(self, link: BufferedLink) -> None:
         """
-        Drop a slow client's connection, L{ABORT_PER_TURN} a reactor turn.
-        Closing a socket with megabytes unsent costs the kernel most of a
-        millisecond; two hundred clients that stopped reading overflow in
-        the same broadcast, and dropping them all at once would stall
-        everyone else for a tenth of a second.
+        Drop a slow client's connection. Closing a socket with megabytes
+        unsent costs the kernel most of a millisecond; two hundred clients
+        that stopped reading overflow in the same broadcast, and dropping
+        them all at once would stall everyone else for a tenth of a second.
         """
-        self._aborting.append(link)
-        if self._aborting_call is None:
-            self._aborting_call = self.scheduler.clock.callLater(0, self._abort_some)
-
-    def _abort_some(self) -> None:
-        self._aborting_call = None
-        aborting = self._aborting
-        for _ in range(min(ABORT_PER_TURN, len(aborting))):
-            link = aborting.popleft()
-            if link in self.links:
-                link._abort()
-        if aborting:
-            self._aborting_call = self.scheduler.clock.callLater(0, self._abort_some)
+        if link in self.links:
+            link._abort()
 
     def _refused(self, link: BufferedLink) -> None:
         """Log refused connections: the first, then at most one line per interval."""
@@ -493,7 +474,7 @@ class BufferedLink:
             limit=self._max_pending,
             count=self._max_messages,
         )
-        # Stop everything for it now; close it soon (see LinkFactory._abort_soon).
+        # Stop everything for it now; close it soon (see LinkFactory._drop_slow).
         self._closing = True
         self._out.discard()
-        self._factory._abort_soon(self)
+        self._factory._aborting.add(self)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Any, Callable
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -125,3 +126,36 @@ class Metronome:
                 self.log.failure("{beat!r} failed", beat=beat)
         if self._members and self._call is None:
             self._schedule()
+
+
+class PerTurn:
+    """
+    Calls C{func} on the items handed to it, at most C{per_turn} of them a
+    reactor turn, the rest on the turns after: work that arrives in bursts
+    (a thousand timeouts at once, two hundred slow clients overflowing
+    together) is spread between other players' messages instead of
+    stalling them.
+    """
+
+    def __init__(self, clock: IReactorTime, per_turn: int, func: Callable[[Any], None]) -> None:
+        self._clock = clock
+        self._per_turn = per_turn
+        self._func = func
+        self._waiting: deque[Any] = deque()
+        self._call: IDelayedCall | None = None
+
+    def add(self, item: Any) -> None:
+        self._waiting.append(item)
+        if self._call is None:
+            self._call = self._clock.callLater(0, self.run_turn)
+
+    def run_turn(self) -> None:
+        """One turn's share of the work (the next turn's is scheduled)."""
+        if self._call is not None and self._call.active():
+            self._call.cancel()
+        self._call = None
+        waiting = self._waiting
+        for _ in range(min(self._per_turn, len(waiting))):
+            self._func(waiting.popleft())
+        if waiting:
+            self._call = self._clock.callLater(0, self.run_turn)

@@ -17,6 +17,7 @@ from gameframe.mirror import StateMirror
 from gameframe.player import Player
 from gameframe.room import Room
 from gameframe.service import RoomService
+from gameframe.vocabulary import disconnect_message
 
 __all__ = ["FakeClient", "FakeLink", "Harness", "LocalDirectory", "host_of"]
 
@@ -47,7 +48,7 @@ class FakeLink:
 
     def close(self, code: str, message: str) -> None:
         if self.closed is None:
-            self.messages.append({"action": "disconnect", "code": code, "message": message})
+            self.messages.append(disconnect_message(code, message))
             self.closed = (code, message)
 
 

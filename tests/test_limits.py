@@ -527,11 +527,7 @@ class SlowClientTests(LimitsTestCase):
         factory.scheduler.flush()  # all overflow in the same turn
         self.assertEqual([c for c in conns if c.transport.disconnected], [])
         # One reactor turn (task.Clock runs every turn due at once, so by hand):
-        turn = factory._aborting_call
-        assert turn is not None
-        turn.cancel()
-        factory._aborting_call = None
-        factory._abort_some()
+        factory._aborting.run_turn()
         self.assertEqual(len([c for c in conns if c.transport.disconnected]), ABORT_PER_TURN)
         self.clock.advance(0)  # and the turns after
         self.assertEqual([c for c in conns if not c.transport.disconnected], [])
@@ -1004,6 +1000,7 @@ class ExpiryBatchTests(LimitsTestCase):
             conn.write(b'{"action": "li')  # never finished
         self.clock.rightNow += 6  # time passes, and the sweep looks (what its timer does)
         self.factory._sweep()
+        self.factory._expiring.run_turn()  # one reactor turn, by hand
         closed = [conn for conn in conns if not conn.open]
         self.assertEqual(len(closed), EXPIRE_PER_TURN)  # the rest wait for the next turns
         self.clock.advance(0)
