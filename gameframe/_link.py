@@ -336,10 +336,15 @@ class BufferedLink:
         )
 
     def _unthrottle(self) -> None:
-        self._resume = None
+        """Read again (its next token is due, or it is closing and must see the client's close)."""
+        resume, self._resume = self._resume, None
+        if resume is None:
+            return
+        if resume.active():
+            resume.cancel()
         transport = self._reading_transport()
-        if transport is not None and not self._closing:
-            transport.resumeProducing()
+        if transport is not None:
+            transport.resumeProducing()  # while closing, what it reads is dropped
 
     def _reading_transport(self) -> IPushProducer | None:
         """The transport whose reading L{_throttle} pauses."""
@@ -431,6 +436,7 @@ class BufferedLink:
         self._out.append(encode(message))
         self._out.flush()
         self._closing = True
+        self._unthrottle()
         self._linger()
         self._disconnect(abort=False)
 

@@ -157,13 +157,6 @@ class GameProtocol(BufferedLink, Protocol):
             self._frame_started = inf
             if self._writer is not None:
                 self._writer.detach()  # a registered producer would keep it open
-            if self._resume is not None:
-                # Throttled (over its rate): read again, to see the client's
-                # close while lingering (input is dropped while closing).
-                if self._resume.active():
-                    self._resume.cancel()
-                self._resume = None
-                self.transport.resumeProducing()  # type: ignore[attr-defined]
             half_close = getattr(self.transport, "loseWriteConnection", None)
             if half_close is None or ISSLTransport.providedBy(self.transport):
                 # TLS: its loseConnection sends what is buffered (the refusal

@@ -185,9 +185,6 @@ class WebSocketLink(BufferedLink):
 
     # -- BufferedLink ----------------------------------------------------------
 
-    def _frame(self, messages: list[bytes]) -> bytes:
-        return b"".join(self._frame_parts(messages))
-
     def _frame_parts(self, messages: list[bytes]) -> list[bytes]:
         parts: list[bytes] = []
         for message in messages:
