@@ -267,7 +267,7 @@ class BufferedLink:
         self._service.connect(self)
 
     def _frame_received(self, frame: bytes | str) -> None:
-        if self._bucket is not None and not self._counted():
+        if not self._counted():
             return
         if not frame.strip():
             return  # a blank line or empty message: ignored, but it counted
@@ -284,8 +284,8 @@ class BufferedLink:
 
     def _counted(self) -> bool:
         """One token for a frame received at C{_last_seen}; False: it is dropped."""
-        assert self._bucket is not None
-        if self._bucket.take(self._last_seen):
+        bucket = self._bucket
+        if bucket is None or bucket.take(self._last_seen):
             return True
         self._over_rate(self._last_seen)
         return False

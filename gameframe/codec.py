@@ -142,7 +142,13 @@ def decode(frame: bytes | str) -> Message:
             except UnicodeDecodeError:
                 raise GameError(BAD_UTF8, "the frame is not valid UTF-8") from None
         raise GameError(BAD_JSON, "the frame is not valid JSON") from None
-    if _may_nest_deep(frame) and _nests_deeper_than(message, MAX_DEPTH):
+    # Nesting past MAX_DEPTH takes more than 2 * MAX_DEPTH brackets: short
+    # frames (nearly all of them) skip the checks.
+    if (
+        len(frame) > 2 * MAX_DEPTH
+        and _may_nest_deep(frame)
+        and _nests_deeper_than(message, MAX_DEPTH)
+    ):
         request_id = message.get("id") if type(message) is dict else None
         raise GameError(
             BAD_JSON,

@@ -126,7 +126,7 @@ class WebSocketLink(BufferedLink):
         self._frame_received(message)
 
     def bytesMessageReceived(self, data: bytes | bytearray) -> None:
-        if self._closing or (self._bucket is not None and not self._counted()):
+        if self._closing or not self._counted():
             return
         self.send(error_message(BAD_MESSAGE, "send JSON in text frames, not binary"))
 
