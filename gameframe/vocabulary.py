@@ -45,6 +45,8 @@ INVALID_TOKEN = "invalid_token"
 NO_STATE = "no_state"
 RATE_LIMITED = "rate_limited"
 UNAUTHORIZED = "unauthorized"
+# Cluster: the room is on another node and the cluster (Redis) cannot reach it now.
+UNAVAILABLE = "unavailable"
 
 # -- disconnect codes: {"action": "disconnect", "code": ...}, then the close --------
 
@@ -65,6 +67,7 @@ LEFT_KICKED = "kicked"
 LEFT_DISPOSED = "disposed"
 LEFT_SHUTDOWN = "shutdown"
 LEFT_ROOM_ERROR = "room_error"
+LEFT_ROOM_LOST = "room_lost"  # cluster: the node that ran the room died
 
 
 # -- builders of the messages the server sends ---------------------------------------

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Iterator
 
 import pytest
 
+from tests._redis import RunningRedis, running_redis
 from tests._server import RunningServer, running_server
 
 if TYPE_CHECKING:
@@ -27,6 +28,13 @@ def gameframe_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runni
     """A real gameframe server with the demo rooms, for the tests of one module."""
     with running_server(tmp_path_factory.mktemp("gameframe-server")) as server:
         yield server
+
+
+@pytest.fixture
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningRedis]:
+    """A real redis-server on a free port of 127.0.0.1, for one test."""
+    with running_redis(tmp_path_factory.mktemp("redis")) as redis:
+        yield redis
 
 
 @pytest.fixture(scope="module")
