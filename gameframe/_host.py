@@ -449,6 +449,11 @@ class RoomHost:
 
     # -- seats -----------------------------------------------------------------
 
+    def seated_ids(self) -> list[str]:
+        """The players holding a seat (seated, or dropped and held): what a directory records."""
+        held = (SeatPhase.SEATED, SeatPhase.DROPPED)
+        return [pid for pid, seat in self._seats.items() if seat.phase in held]
+
     def seat_of(self, player: Player) -> Seat | None:
         seat = self._seats.get(player.id)
         return seat if seat is not None and seat.player is player else None

@@ -17,7 +17,8 @@ class LocalDirectory:
     stored entries of one room type, never every room's live state.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, node: str = "local") -> None:
+        self.node = node  # the node's name, shown in every listing entry
         self._rooms: dict[str, IRoomHandle] = {}
         self._by_type: dict[str, dict[str, IRoomHandle]] = {}
         self._entries: dict[str, dict[str, Any]] = {}  # room id -> listing entry
@@ -44,6 +45,10 @@ class LocalDirectory:
     def get(self, room_id: str) -> IRoomHandle | None:
         return self._rooms.get(room_id)
 
+    def entry(self, room_id: str) -> dict[str, Any] | None:
+        """A room's stored listing entry (private fields included), if it has one."""
+        return self._entries.get(room_id)
+
     def rooms(self, room_type: str | None = None) -> list[IRoomHandle]:
         if room_type is None:
             return list(self._rooms.values())
@@ -63,8 +68,9 @@ class LocalDirectory:
         else:
             ids = self._by_type.get(room_type, {})
         entries = self._entries
+        node = self.node
         return [
-            _public(entry)
+            _public(entry, node)
             for room_id in ids
             if (entry := entries.get(room_id)) is not None and entry["listed"]
         ]
@@ -85,5 +91,7 @@ class LocalDirectory:
 _PRIVATE_FIELDS = ("joinable", "listed")
 
 
-def _public(entry: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in entry.items() if k not in _PRIVATE_FIELDS}
+def _public(entry: dict[str, Any], node: str) -> dict[str, Any]:
+    public = {k: v for k, v in entry.items() if k not in _PRIVATE_FIELDS}
+    public["node"] = node
+    return public

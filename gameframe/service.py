@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections import deque
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList
@@ -24,6 +24,7 @@ from gameframe.player import Player
 from gameframe.room import Room
 from gameframe.vocabulary import (
     ALREADY_IN_ROOM,
+    FORWARDED_LOBBY_ACTIONS,
     AUTHENTICATE,
     BAD_ARGUMENTS,
     BEFORE_AUTH_ACTIONS,
@@ -51,6 +52,9 @@ from gameframe.vocabulary import (
     left_message,
     pong_message,
 )
+
+if TYPE_CHECKING:
+    from gameframe.cluster.node import ClusterNode
 
 LobbyHandler = Callable[[Player, Message], Any]
 Authenticator = Callable[[str], Any]
@@ -83,6 +87,10 @@ class RoomService(Service):
     @param directory: where rooms are listed and found (in memory by default).
     @param stopwatch: wall-clock seconds, to log handlers and ticks that
         hold the reactor over 100 ms (injected in tests).
+    @param node: this process's name in listings (C{--node}).
+    @param cluster: this process's L{ClusterNode} when it is one node of a
+        cluster: rooms are found, listed and placed across every node, and
+        the actions of players whose room runs elsewhere are forwarded there.
     """
 
     log = Logger()
@@ -97,13 +105,23 @@ class RoomService(Service):
         shutdown_timeout: float = 10.0,
         directory: IRoomDirectory | None = None,
         stopwatch: Stopwatch = time.perf_counter,
+        node: str = "local",
+        cluster: ClusterNode | None = None,
     ) -> None:
         self._clock = clock
         self._stopwatch = stopwatch
         self._authenticate = authenticate
         self._require_auth = require_auth
         self._shutdown_timeout = shutdown_timeout
-        self.directory: IRoomDirectory = directory if directory is not None else LocalDirectory()
+        self.cluster = cluster
+        if cluster is not None:
+            cluster.attach(self)
+            directory = cluster
+        self.directory: IRoomDirectory = (
+            directory if directory is not None else LocalDirectory(node)
+        )
+        # Players connected here whose room runs on another node (cluster only).
+        self._remote: Mapping[str, Any] = {} if cluster is None else cluster.members
         self.room_types: dict[str, type[Room]] = {}
         self.players: dict[str, Player] = {}
         self._queues: dict[IPlayerLink, deque[Message | GameError]] = {}
@@ -179,6 +197,8 @@ class RoomService(Service):
         handle = self._handle_of(player)
         if handle is not None:
             handle.drop(player)
+        elif self.cluster is not None:
+            self.cluster.dropped(player)
 
     def _handle_of(self, player: Player) -> IRoomHandle | None:
         """The room handle of the room the player is in."""
@@ -236,6 +256,15 @@ class RoomService(Service):
             if self._stopping and action in JOINING_ACTIONS:
                 raise GameError(SERVER_SHUTDOWN, "the server is shutting down")
             lobby = self._lobby.get(action)
+            if (
+                player.room is None
+                and player.id in self._remote
+                and (lobby is None or action in FORWARDED_LOBBY_ACTIONS)
+            ):
+                # Its room runs on another node: the action goes there.
+                assert self.cluster is not None
+                self.cluster.forward(player, message)
+                return None
             if lobby is not None:
                 result = lobby(player, message)
             else:
@@ -355,28 +384,38 @@ class RoomService(Service):
             )
         return options
 
-    @staticmethod
-    def _not_in_room(player: Player) -> None:
-        if player.room is not None:
-            raise GameError(
-                ALREADY_IN_ROOM,
-                f"already in room {player.room.room_id}: leave it first",
+    def _not_in_room(self, player: Player) -> None:
+        if player.room is not None or player.id in self._remote:
+            room_id = (
+                player.room.room_id if player.room is not None else self._remote[player.id].room_id
             )
+            raise GameError(ALREADY_IN_ROOM, f"already in room {room_id}: leave it first")
 
     def _join_or_create(self, player: Player, message: Message) -> Any:
         name = self._room_type_of(message)
         options = self._options_of(message)
         self._not_in_room(player)
-        filter_by = self.room_types[name].filter_by
-        for handle in self.directory.joinable(name):
-            if _matches(filter_by, handle, options):
-                return handle.join(player, options, message.get("id"))
-        return self._create_and_seat(player, name, options, message.get("id"))
+        if self.cluster is not None:
+            return self.cluster.join_or_create(player, name, options, message.get("id"))
+        return self.join_or_create_here(player, name, options, message.get("id"))
+
+    def join_or_create_here(
+        self, player: Player, name: str, options: dict[str, Any], request_id: Any, *, new: bool = False
+    ) -> Any:
+        """Matchmaking among this process's rooms (C{new}: always a new room)."""
+        if not new:
+            filter_by = self.room_types[name].filter_by
+            for handle in self.directory.joinable(name):
+                if _matches(filter_by, handle, options):
+                    return handle.join(player, options, request_id)
+        return self._create_and_seat(player, name, options, request_id)
 
     def _create(self, player: Player, message: Message) -> Any:
         name = self._room_type_of(message)
         options = self._options_of(message)
         self._not_in_room(player)
+        if self.cluster is not None:
+            return self.cluster.join_or_create(player, name, options, message.get("id"), new=True)
         return self._create_and_seat(player, name, options, message.get("id"))
 
     def _join_by_id(self, player: Player, message: Message) -> Any:
@@ -385,6 +424,8 @@ class RoomService(Service):
             raise GameError(BAD_ARGUMENTS, "join: room_id must be a string")
         options = self._options_of(message)
         self._not_in_room(player)
+        if self.cluster is not None:
+            return self.cluster.join(player, room_id, options, message.get("id"))
         handle = self.directory.get(room_id)
         if handle is None or not handle.running:
             raise GameError(ROOM_NOT_FOUND, f"there is no room {room_id!r}")
@@ -397,7 +438,7 @@ class RoomService(Service):
         self._reply(player, left_message(handle.room_id, LEFT_LEAVE), message.get("id"))
         return handle.leave(player, LEFT_LEAVE)
 
-    def _reconnect(self, player: Player, message: Message) -> None:
+    def _reconnect(self, player: Player, message: Message) -> Any:
         """
         Take over a held seat with its token: the connection now speaks for
         the old player, which gets C{joined}, its full state and what it missed.
@@ -407,7 +448,12 @@ class RoomService(Service):
             raise GameError(BAD_ARGUMENTS, "reconnect: token must be a string")
         self._not_in_room(player)
         player_id, _, secret = token.rpartition(".")
-        handle = self.directory.room_of(player_id) if player_id and secret else None
+        if not (player_id and secret):
+            raise GameError(INVALID_TOKEN, "reconnect: the token is unknown or expired")
+        handle = self.directory.room_of(player_id)
+        if handle is None and self.cluster is not None:
+            # Its seat may be in a room on another node.
+            return self.cluster.reconnect(player, player_id, secret, message.get("id"))
         if handle is None:
             raise GameError(INVALID_TOKEN, "reconnect: the token is unknown or expired")
         link = player.link
@@ -425,16 +471,28 @@ class RoomService(Service):
             raise GameError(NOT_IN_ROOM, "sync: not in a room")
         handle.resync(player, message.get("id"))
 
-    def _list(self, player: Player, message: Message) -> None:
+    def _list(self, player: Player, message: Message) -> Any:
         name = message.get("room")
         if name is not None:
             name = self._room_type_of(message)
-        self._reply(
-            player, {"action": "rooms", "rooms": self.listing(name)}, message.get("id")
-        )
+        request_id = message.get("id")
 
-    def listing(self, room_type: str | None = None) -> list[Message]:
-        """The public rooms (of one type, or all): id, type, players, metadata."""
+        def reply(rooms: list[Message]) -> None:
+            self._reply(player, {"action": "rooms", "rooms": rooms}, request_id)
+
+        listed = self.listing(name)
+        if isinstance(listed, Deferred):
+            return listed.addCallback(reply)
+        reply(listed)
+        return None
+
+    def listing(self, room_type: str | None = None) -> Any:
+        """
+        The public rooms (of one type, or all): id, type, node, players,
+        metadata. In a cluster, every node's: a Deferred of the list.
+        """
+        if self.cluster is not None:
+            return self.cluster.room_listing(room_type)
         return self.directory.listing(room_type)
 
     # -- creating and seating ----------------------------------------------
@@ -449,11 +507,24 @@ class RoomService(Service):
             return created.addCallback(lambda host: host.room)
         return created.room
 
-    def _new_host(self, name: str, options: Mapping[str, Any]) -> Any:
+    @property
+    def stopping(self) -> bool:
+        """Whether the server is shutting down (no new players, no new rooms)."""
+        return self._stopping
+
+    @staticmethod
+    def new_room_id() -> str:
+        return _new_id()
+
+    def new_host(self, name: str, options: Mapping[str, Any], room_id: str) -> Any:
+        """Create a room with a given id (placed here by the cluster): its host, or a Deferred of it."""
+        return self._new_host(name, options, room_id)
+
+    def _new_host(self, name: str, options: Mapping[str, Any], room_id: str | None = None) -> Any:
         """A running room's host, or a Deferred of it while C{on_create} runs."""
         host = RoomHost(
             self.room_types[name],
-            _new_id(),
+            room_id or _new_id(),
             name,
             dict(options),
             self._clock,
@@ -503,6 +574,8 @@ class RoomService(Service):
         """
         super().stopService()
         self._stopping = True
+        if self.cluster is not None:
+            self.cluster.drain()
         deadline = self._clock.seconds() + self._shutdown_timeout
 
         def hosts() -> list[RoomHost]:

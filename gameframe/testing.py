@@ -6,11 +6,14 @@ import itertools
 from typing import Any, Mapping
 
 import orjson
+from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from zope.interface import implementer
 
 from gameframe._host import RoomHost
 from gameframe.codec import Message, encode
+from gameframe.cluster.memory import MemoryCluster
+from gameframe.cluster.node import ClusterNode
 from gameframe.directory import LocalDirectory
 from gameframe.interfaces import IPlayerLink
 from gameframe.mirror import StateMirror
@@ -19,7 +22,15 @@ from gameframe.room import Room
 from gameframe.service import RoomService
 from gameframe.vocabulary import disconnect_message
 
-__all__ = ["FakeClient", "FakeLink", "Harness", "LocalDirectory", "host_of"]
+__all__ = [
+    "ClusterHarness",
+    "FakeClient",
+    "FakeLink",
+    "Harness",
+    "LocalDirectory",
+    "MemoryCluster",
+    "host_of",
+]
 
 
 @implementer(IPlayerLink)
@@ -116,6 +127,7 @@ class FakeClient:
     def send(self, action: str, /, **fields: Any) -> None:
         """Send one message, as a client would."""
         self.harness.service.receive(self.player, {"action": action, **fields})
+        self.harness.settle()
 
     def request(self, action: str, /, **fields: Any) -> Message:
         """
@@ -144,6 +156,7 @@ class FakeClient:
     def disconnect(self) -> None:
         """The connection drops (the room's L{Room.on_drop} may hold the seat)."""
         self.harness.service.disconnect(self.player, self.link)
+        self.harness.settle()
 
     drop = disconnect
 
@@ -190,6 +203,9 @@ class Harness:
     def connect(self) -> FakeClient:
         """A new player connects (and receives its welcome)."""
         return FakeClient(self)
+
+    def settle(self) -> None:
+        """Let what is due now happen (one process: everything already did)."""
 
     def advance(self, seconds: float) -> None:
         """
@@ -241,3 +257,138 @@ class Harness:
         if client.player.room is None:
             raise AssertionError(f"{client.player_id} is not in a room")
         return client.player.room
+
+
+class NodeHarness(Harness):
+    """One node of a L{ClusterHarness}: a Harness whose service is in the cluster."""
+
+    def __init__(
+        self,
+        cluster: ClusterHarness,
+        rooms: Mapping[str, type[Room]],
+        name: str,
+        **service_options: Any,
+    ) -> None:
+        self.cluster_harness = cluster
+        self.name = name
+        self.clock = cluster.clock
+        self.store = _NodeStore(cluster.store)
+        self.node = ClusterNode(self.clock, self.store, name)
+        self.service = RoomService(
+            self.clock, rooms, node=name, cluster=self.node, **service_options
+        )
+        self.clients: list[FakeClient] = []
+
+    def connect(self) -> FakeClient:
+        client = FakeClient(self)
+        self.clients.append(client)
+        return client
+
+    def settle(self) -> None:
+        self.cluster_harness.settle()
+
+    def advance(self, seconds: float) -> None:
+        self.cluster_harness.advance(seconds)
+
+
+class _NodeStore:
+    """One node's way to the shared store; cut when the node is killed (a dead process does nothing)."""
+
+    def __init__(self, store: MemoryCluster) -> None:
+        self._store = store
+        self.dead = False
+
+    def __getattr__(self, name: str) -> Any:
+        target = getattr(self._store, name)
+        if not callable(target):
+            return target
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            if self.dead:
+                return Deferred()  # never answers
+            return target(*args, **kwargs)
+
+        return call
+
+
+class ClusterHarness:
+    """
+    Several nodes on one in-memory cluster store and one C{task.Clock}: test a
+    cluster in one process, instantly::
+
+        kit = ClusterHarness({"chat": Chat}, nodes=["a", "b"])
+        alice, bob = kit.node("a").connect(), kit.node("b").connect()
+        alice.join_or_create("chat")
+        bob.join_or_create("chat")   # the same room, forwarded across nodes
+
+    Requests settle the bus before they return. L{kill} plays a node's
+    process dying (kill -9); C{store.down()}/C{store.up()} play Redis going
+    away and coming back.
+    """
+
+    def __init__(
+        self,
+        rooms: Mapping[str, type[Room]] | type[Room],
+        nodes: Any = ("n1", "n2", "n3"),
+        clock: Clock | None = None,
+        **service_options: Any,
+    ) -> None:
+        if isinstance(rooms, type):
+            rooms = {rooms.__name__.lower(): rooms}
+        self.clock = clock if clock is not None else Clock()
+        self.store = MemoryCluster(self.clock)
+        self.nodes: dict[str, NodeHarness] = {}
+        for name in nodes:
+            self.nodes[name] = NodeHarness(self, rooms, name, **service_options)
+        for node in self.nodes.values():
+            node.node.startService()
+        self.settle()
+
+    def node(self, name: str) -> NodeHarness:
+        return self.nodes[name]
+
+    def settle(self) -> None:
+        """Run everything due now (bus deliveries, flushes) until nothing is left."""
+        for _ in range(10_000):
+            now = self.clock.seconds()
+            if not any(call.getTime() <= now for call in self.clock.getDelayedCalls()):
+                return
+            self.clock.advance(0)
+        raise AssertionError("the cluster did not settle: something reschedules itself at once")
+
+    def advance(self, seconds: float) -> None:
+        """Move the clock forward, stopping at every timer due on the way, settling each time."""
+        target = self.clock.seconds() + seconds
+        while True:
+            self.settle()
+            due = [c.getTime() for c in self.clock.getDelayedCalls()]
+            step = min(due, default=target)
+            if step > target:
+                break
+            self.clock.advance(max(0.0, step - self.clock.seconds()))
+            if step == target:
+                break
+        self.clock.advance(max(0.0, target - self.clock.seconds()))
+        self.settle()
+
+    def rooms(self) -> dict[str, Room]:
+        """Every live room on every live node, by room id."""
+        found: dict[str, Room] = {}
+        for node in self.nodes.values():
+            if not node.store.dead:
+                found.update(node.service.rooms)
+        return found
+
+    def kill(self, name: str) -> None:
+        """
+        The node's process dies at once (kill -9): its clients' connections
+        drop without a word, it never beats, sends or answers again.
+        """
+        node = self.nodes[name]
+        node.store.dead = True
+        self.store.forget(node.node.node_id)
+        if node.node._loop.running:
+            node.node._loop.stop()
+        for client in node.clients:
+            if client.link.closed is None:
+                client.link.closed = ("killed", "the node died")

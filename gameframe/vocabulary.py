@@ -23,6 +23,8 @@ LOBBY_ACTIONS = frozenset(
 )
 # Lobby actions that seat a player (refused once the server is shutting down).
 JOINING_ACTIONS = frozenset({JOIN_OR_CREATE, CREATE, JOIN, RECONNECT})
+# Lobby actions about the player's room: forwarded to the room's node in a cluster.
+FORWARDED_LOBBY_ACTIONS = frozenset({LEAVE, SYNC})
 # What a connection may send before it has authenticated under --require-auth.
 BEFORE_AUTH_ACTIONS = frozenset({AUTHENTICATE, PING})
 

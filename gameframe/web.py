@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from importlib.resources import files
+from typing import Any
+
 from twisted.application.service import Service
+from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IAddress, IDelayedCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import http
 from twisted.web.resource import Resource
-from twisted.web.server import Request, Site
+from twisted.web.server import NOT_DONE_YET, Request, Site
 from twisted.web.static import File
 
 from gameframe.codec import encode
@@ -24,16 +27,34 @@ class RoomsResource(Resource):
     """C{GET /rooms}: room types, and the public rooms with players and metadata."""
 
     isLeaf = True
+    log = Logger()
 
     def __init__(self, service: RoomService) -> None:
         super().__init__()
         self._service = service
 
-    def render_GET(self, request: Request) -> bytes:
+    def render_GET(self, request: Request) -> bytes | int:
         request.setHeader(b"content-type", b"application/json")
         request.setHeader(b"cache-control", b"no-store")
         service = self._service
-        return encode({"types": sorted(service.room_types), "rooms": service.listing()})
+        types = sorted(service.room_types)
+        listed = service.listing()
+        if not isinstance(listed, Deferred):
+            return encode({"types": types, "rooms": listed})
+
+        def write(rooms: list[Any]) -> None:
+            if not request.finished and not request._disconnected:
+                request.write(encode({"types": types, "rooms": rooms}))
+                request.finish()
+
+        def failed(failure: Failure) -> None:
+            self.log.failure("GET /rooms failed", failure)
+            if not request.finished and not request._disconnected:
+                request.setResponseCode(503)
+                request.finish()
+
+        listed.addCallbacks(write, failed)
+        return NOT_DONE_YET
 
 
 class DeadlineChannel(http.HTTPChannel):

@@ -267,7 +267,9 @@ class MemoryCluster:
             self._clock.callLater(0, self._deliver, node, listener, batch)
         return succeed(None)
 
-    def _deliver(self, node: str, listener: Any, batch: bytes) -> None:
+    def _deliver(
+        self, node: str, listener: tuple[Callable[[bytes], None], Callable[[], None]], batch: bytes
+    ) -> None:
         if self._listeners.get(node) is listener:
             listener[0](batch)
 
