@@ -326,3 +326,64 @@ class TestFailures:
             room_id = kit.node("a").connect().create("chat")["room_id"]
             assert node_of(kit, room_id) != "a"
 
+
+
+class TestRoomsAcrossNodes:
+    def test_state_sync_reaches_players_on_other_nodes(self) -> None:
+        from gameframe.demo.arena import Arena
+
+        kit = ClusterHarness({"arena": Arena}, nodes=["a", "b"])
+        alice = kit.node("a").connect()
+        alice.create("arena")
+        room_id = alice.last("joined")["room_id"]
+        other = next(n for n in kit.nodes if n != node_of(kit, room_id))
+        bob = kit.node(other).connect()
+        bob.join(room_id)
+        alice.send("move", x=10, y=20)
+        bob.send("move", x=700, y=500)
+        kit.advance(2)
+        assert set(bob.state["players"]) == {alice.player_id, bob.player_id}
+        assert bob.state == alice.state
+
+    def test_a_kicked_remote_player_is_out_and_free_to_join_again(self) -> None:
+        kit = cluster()
+        alice = kit.node("a").connect()
+        alice.create("chat")
+        room_id = alice.last("joined")["room_id"]
+        other = next(n for n in kit.nodes if n != node_of(kit, room_id))
+        bob = kit.node(other).connect()
+        bob.join(room_id)
+        room = kit.rooms()[room_id]
+        room.kick(room.players[bob.player_id], "bye")
+        kit.settle()
+        assert bob.last("left")["room_id"] == room_id
+        assert bob.player_id not in room.players
+        assert bob.join(room_id)["action"] == "joined"
+
+    def test_a_node_stopping_ends_its_rooms_and_frees_its_players_seats_elsewhere(self) -> None:
+        kit = cluster()
+        alice = kit.node("a").connect()
+        alice.create("chat")
+        room_id = alice.last("joined")["room_id"]
+        home = node_of(kit, room_id)
+        other = next(n for n in kit.nodes if n != home)
+        far = kit.node(other).connect()
+        far.join(room_id)
+        # A player of the stopping node, in a room on another node:
+        far_room = kit.node(other).connect()
+        far_room.create("tictactoe")
+        far_room_id = far_room.last("joined")["room_id"]
+        traveller = kit.node(home).connect()
+        if node_of(kit, far_room_id) != home:
+            traveller.join(far_room_id)
+        node = kit.node(home)
+        node.service.stopService()
+        kit.settle()
+        node.node.stopService()
+        kit.settle()
+        assert far.last("left") == {"action": "left", "room_id": room_id, "reason": "shutdown"}
+        if node_of(kit, far_room_id) != home:
+            assert traveller.player_id not in kit.rooms()[far_room_id].players
+        kit.advance(10)
+        lister = kit.node(other).connect()
+        assert all(r["node"] != home for r in lister.request("list")["rooms"])

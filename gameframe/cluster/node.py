@@ -87,25 +87,26 @@ class Outbox:
     """
 
     def __init__(self) -> None:
-        self.items: list[tuple[list[Any], bytes]] = []
+        self.items: list[tuple[Any, bytes]] = []  # (header: a list, or encoded), payload
 
     def deliver(self, player_id: str, data: bytes) -> None:
         items = self.items
         if items:
             header, payload = items[-1]
-            if payload is data and header[0] == DELIVER_ITEM:
+            if payload is data and type(header) is list:
                 header.append(player_id)
                 return
         items.append(([DELIVER_ITEM, player_id], data))
 
     def add(self, header: list[Any], payload: bytes = b"") -> None:
-        self.items.append((header, payload))
+        """One item; its header is encoded now, so what JSON cannot hold fails the caller."""
+        self.items.append((orjson.dumps(header), payload))
 
     def batch(self, sender: str) -> bytes:
         """The sender's name, then a header line and a payload line per item."""
         lines = [sender.encode()]
         for header, payload in self.items:
-            lines.append(orjson.dumps(header))
+            lines.append(header if type(header) is bytes else orjson.dumps(header))
             lines.append(payload)
         return b"\n".join(lines)
 
@@ -219,7 +220,8 @@ class ClusterNode(Service):
         self._creating: dict[str, list[Deferred[RoomHost]]] = {}
         self._ended: dict[str, float] = {}
         self._outboxes: dict[str, Outbox] = {}
-        self._changes: list[Change] = []
+        self._changes: list[Change] = []  # seats and disposals, in order
+        self._dirty: dict[str, IRoomHandle] = {}  # rooms whose record changed this turn
         self._republish = True
         self._flush_call: IDelayedCall | None = None
         self._beating = False
@@ -243,14 +245,21 @@ class ClusterNode(Service):
         self._loop.start(self._beat_interval, now=True)
 
     def drain(self) -> None:
-        """This node is stopping: no new rooms are placed here."""
+        """This node is stopping: no new rooms are placed here, no one is matched into its rooms."""
         self.draining = True
+        for room in self.local.rooms():
+            self._mark(room)
         self._beat()
 
     def stopService(self) -> Deferred[None]:
         super().stopService()
         if self._loop.running:
             self._loop.stop()
+        # Players still connected here leave their remote rooms' connections
+        # as if dropped: those rooms hold or free their seats now.
+        for player_id, membership in list(self.members.items()):
+            self.outbox(membership.node).add([DROP_ITEM, player_id])
+        self.members.clear()
         self._flush()
 
         async def stop() -> None:
@@ -316,6 +325,7 @@ class ClusterNode(Service):
         self.available = False
         self._republish = True
         self._changes.clear()
+        self._dirty.clear()
         self._outboxes.clear()
 
     def _recover(self) -> Deferred[None]:
@@ -357,6 +367,7 @@ class ClusterNode(Service):
         self.available = False
         self._outboxes.clear()
         self._changes.clear()
+        self._dirty.clear()
         self._republish = True
         for player_id in list(self.members):
             self._lose_membership(player_id)
@@ -397,7 +408,13 @@ class ClusterNode(Service):
     def changed(self, room: IRoomHandle) -> None:
         self.local.changed(room)
         if self.local.get(room.room_id) is room:
-            self._change(Put(self._record(room)))
+            self._mark(room)
+
+    def _mark(self, room: IRoomHandle) -> None:
+        """The room's record is published at the end of the turn (once, however often it changed)."""
+        if self.available:
+            self._dirty[room.room_id] = room
+            self._schedule()
 
     def unregister(self, room: IRoomHandle) -> None:
         if self.local.get(room.room_id) is room:
@@ -457,7 +474,7 @@ class ClusterNode(Service):
             max_players=room.room.max_players,
             running=room.running,
             private=room.private,
-            locked=room.locked_by_author,
+            locked=room.locked_by_author or self.draining,
         )
 
     def _change(self, change: Change) -> None:
@@ -473,6 +490,7 @@ class ClusterNode(Service):
             for player_id in room.seated_ids():  # type: ignore[attr-defined]
                 changes.append(Seat(room.room_id, player_id))
         self._republish = False
+        self._dirty.clear()
         self._changes[:0] = changes
         self._schedule()
 
@@ -495,8 +513,17 @@ class ClusterNode(Service):
         self._flush_call = None
         outboxes, self._outboxes = self._outboxes, {}
         changes, self._changes = self._changes, []
+        dirty, self._dirty = self._dirty, {}
         if not self.available:
             return
+        puts: list[Change] = [
+            Put(self._record(room))
+            for room_id, room in dirty.items()
+            if self.local.get(room_id) is room
+        ]
+        if puts:
+            # Before the seat changes: a new room's record exists before its first seat.
+            changes = puts + changes if not changes or not isinstance(changes[0], Clear) else changes + puts
         if changes:
             self.store.update(self.node_id, changes).addErrback(self._store_failed)
         for node, outbox in outboxes.items():
