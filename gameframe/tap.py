@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import getopt
 import os
+import re
+import socket
 import sys
 import traceback
 from types import ModuleType
 from typing import Any, Callable, Sequence, cast
+from urllib.parse import urlsplit
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IService, MultiService, Service
@@ -123,15 +127,63 @@ def load_room(spec: str) -> tuple[str, type[Room]]:
     return name, room_class
 
 
+def load_callable(option: str, spec: str) -> Callable[..., Any]:
+    """Import the C{module:callable} an option names (C{--auth}, C{--placement})."""
+    module_name, attribute = _split(option, spec, spec)
+    found = _import(option, spec, module_name, attribute)
+    if found is None:
+        raise usage.UsageError(f"{option} {spec}: {module_name} has no {attribute}")
+    if not callable(found):
+        raise usage.UsageError(f"{option} {spec}: {module_name}.{attribute} is not callable")
+    return cast(Callable[..., Any], found)
+
+
 def load_authenticate(spec: str) -> Callable[[str], Any]:
     """Import the C{--auth module:callable} that checks a player's token."""
-    module_name, attribute = _split("--auth", spec, spec)
-    found = _import("--auth", spec, module_name, attribute)
-    if found is None:
-        raise usage.UsageError(f"--auth {spec}: {module_name} has no {attribute}")
-    if not callable(found):
-        raise usage.UsageError(f"--auth {spec}: {module_name}.{attribute} is not callable")
-    return cast(Callable[[str], Any], found)
+    return load_callable("--auth", spec)
+
+
+# What gameframe.cluster.redis.RedisCluster.from_url connects to.
+REDIS_SCHEMES = ("redis",)
+
+
+def redis_url(value: str) -> str:
+    """Check C{--redis} without connecting: C{redis://[[user]:password@]host[:port][/db]}."""
+    wanted = f"--redis wants a URL like redis://127.0.0.1:6379/0, not {value!r}"
+    try:
+        url = urlsplit(value.strip())
+        port = url.port  # a ValueError when not a number in 0-65535
+    except ValueError:
+        raise usage.UsageError(wanted) from None
+    if url.scheme not in REDIS_SCHEMES or not url.hostname:
+        raise usage.UsageError(wanted)
+    if port == 0:
+        raise usage.UsageError(f"--redis {value!r}: port 0 is not a Redis port")
+    database = url.path.strip("/")
+    if database and not database.isdigit():
+        raise usage.UsageError(
+            f"--redis {value!r}: the database after the / is a number, not {database!r}"
+        )
+    return value.strip()
+
+
+# A node's name goes into logs, listings, metrics and the keys of the shared store.
+NODE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
+
+
+def default_node_name() -> str:
+    """This process's node name when --node is not given: host name and PID."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def node_name(value: str) -> str:
+    """Check C{--node}: letters, digits, '.', '_' and '-', at most 64."""
+    if not NODE_NAME.match(value):
+        raise usage.UsageError(
+            f"--node wants up to 64 letters, digits, '.', '_' or '-' "
+            f"(starting with a letter or digit), not {value!r}"
+        )
+    return value
 
 
 def frame_size(value: str) -> int:
@@ -202,6 +254,39 @@ def check_endpoint(option: str, description: str) -> None:
         raise usage.UsageError(
             f"--{option} {description!r}: port {port} is out of range (0-65535)"
         )
+
+
+# The hidden option --workers' parent gives each worker: which inherited
+# file descriptors are the listening sockets of --port and --web.
+WORKER_FDS = "inherited-fds"
+HIDDEN_OPTIONS = frozenset({WORKER_FDS})
+# Endpoint types whose listening socket the workers can share (see gameframe.workers).
+SHAREABLE_ENDPOINT_TYPES = frozenset({"tcp", "tcp6", "ssl"})
+
+
+def endpoint_type(description: str) -> str:
+    return description.split(":", 1)[0].strip().lower()
+
+
+def check_shareable(option: str, description: str) -> None:
+    """--workers shares TCP sockets (TLS included): refuse other endpoint types in one line."""
+    if endpoint_type(description) not in SHAREABLE_ENDPOINT_TYPES:
+        raise usage.UsageError(
+            f"--workers shares tcp:, tcp6: and ssl: endpoints, not --{option} {description!r}"
+        )
+
+
+def inherited_fds(value: str, options: Any) -> dict[str, int]:
+    """Parse the hidden C{--inherited-fds port=FD,web=FD}: option name → file descriptor."""
+    found: dict[str, int] = {}
+    for item in value.split(","):
+        name, equals, number = item.partition("=")
+        if not (equals and name in ("port", "web") and number.isdigit() and int(number) > 2):
+            raise usage.UsageError(f"--{WORKER_FDS} wants port=FD,web=FD, not {value!r}")
+        if options[name] is None:
+            raise usage.UsageError(f"--{WORKER_FDS} {value!r}: --{name} is none")
+        found[name] = int(number)
+    return found
 
 
 class Options(usage.Options):
@@ -325,6 +410,42 @@ class Options(usage.Options):
             "to stop (SIGTERM, SIGINT); the process exits soon after, regardless.",
             _number("shutdown-timeout", float, "seconds", 0, above=True),
         ],
+        [
+            "redis",
+            None,
+            None,
+            "Redis URL of a cluster, redis://[[user]:password@]host[:port][/db]: the "
+            "nodes sharing it act as one server. Without it: one process, no Redis.",
+        ],
+        [
+            "node",
+            None,
+            None,
+            "This node's name in logs, listings and metrics "
+            "(default: host name-PID; with --workers, NAME-w1, NAME-w2, ...).",
+        ],
+        [
+            "placement",
+            None,
+            None,
+            "module:callable choosing the node for a new room (default: the "
+            "least-loaded node, preferring the creator's). Needs --redis.",
+        ],
+        [
+            "workers",
+            None,
+            1,
+            "Worker processes sharing --port and --web on this machine (needs "
+            "--redis); the parent process only supervises and restarts them.",
+            _number("workers", int, "a whole number of processes", 1),
+        ],
+        [
+            WORKER_FDS,
+            None,
+            None,
+            "(internal) The listening sockets a worker inherits from --workers' "
+            "parent: port=FD,web=FD.",
+        ],
     ]
 
     def __init__(self) -> None:
@@ -332,6 +453,27 @@ class Options(usage.Options):
         self["rooms"] = {}
         self["allowed-origins"] = []
         self["authenticate"] = None
+        self["placement-policy"] = None
+        self["inherited"] = {}
+        self.argv: list[str] = []
+
+    def getUsage(self, width: int | None = None) -> str:
+        """The usage text, without the options only --workers' parent passes."""
+        shown = self.longOpt
+        self.longOpt = [name for name in shown if name.rstrip("=") not in HIDDEN_OPTIONS]
+        try:
+            return super().getUsage(width)
+        finally:
+            self.longOpt = shown
+
+    def given(self) -> list[tuple[str, str]]:
+        """
+        The options as given on the command line, in order, each with its
+        full name (C{--port}, C{-p}; getopt expands abbreviations) and value
+        (C{""} for a flag): what --workers passes on to its workers.
+        """
+        pairs, _ = getopt.getopt(self.argv, self.shortOpt, self.longOpt)
+        return pairs
 
     def opt_allow_origin(self, origin: str) -> None:
         """Accept WebSocket connections from browsers on this origin, e.g. https://game.example (repeatable; default: any origin)."""
@@ -347,6 +489,7 @@ class Options(usage.Options):
         Parse; under twistd, a mistake is one line on stderr and exit
         status 1 (C{--help} lists the options), not the whole usage text.
         """
+        self.argv = list(sys.argv[1:] if options is None else options)
         try:
             super().parseOptions(options)
         except usage.UsageError as e:
@@ -362,6 +505,8 @@ class Options(usage.Options):
             self["web"] = None
         for name in ("port", "web"):
             if self[name] is not None:
+                if self["workers"] > 1:
+                    check_shareable(name, self[name])
                 check_endpoint(name, self[name])
         if self["flush-interval"] < 0:
             raise usage.UsageError("--flush-interval must be 0 or more milliseconds")
@@ -375,6 +520,23 @@ class Options(usage.Options):
             )
         if not self["rooms"]:
             self["rooms"] = demo_rooms()
+        if self["redis"] is not None:
+            self["redis"] = redis_url(self["redis"])
+        if self["node"] is None:
+            self["node"] = default_node_name()
+        else:
+            node_name(self["node"])
+        if self["placement"] is not None:
+            if self["redis"] is None:
+                raise usage.UsageError("--placement needs --redis: it places rooms across nodes")
+            self["placement-policy"] = load_callable("--placement", self["placement"])
+        if self["workers"] > 1:
+            if self["redis"] is None:
+                raise usage.UsageError("--workers needs --redis: workers share rooms through it")
+            if self[WORKER_FDS] is not None:
+                raise usage.UsageError(f"--{WORKER_FDS} is for the workers --workers starts")
+        if self[WORKER_FDS] is not None:
+            self["inherited"] = inherited_fds(self[WORKER_FDS], self)
 
     def limits(self) -> Limits:
         """The per-connection and per-server limits these options set."""
@@ -581,24 +743,62 @@ InOrderMultiService = GameframeService
 
 
 def makeService(options: Any) -> IService:
-    """Wire the RoomService and its listening ports into one GameframeService."""
+    """
+    Wire the RoomService and its listening ports into one GameframeService;
+    with C{--redis}, a cluster node joins them to the others first. With
+    C{--workers N} (N > 1), the service of a parent that only supervises
+    N such servers (L{gameframe.workers}).
+    """
     from twisted.internet import reactor
+
+    if options["workers"] > 1:
+        from gameframe.workers import supervise
+
+        return supervise(reactor, options)
 
     rooms_types: dict[str, type[Room]] = options["rooms"]
     limits = options.limits()
     # One gate for both endpoints: the connection counts add up across them.
     gate = ConnectionGate(limits)
     top = GameframeService(reactor, options["shutdown-timeout"], list(rooms_types), gate)
+    node = options["node"]
+    cluster = None
+    if options["redis"] is not None:
+        from gameframe.cluster.node import ClusterNode
+        from gameframe.cluster.redis import RedisCluster
+
+        store = RedisCluster.from_url(options["redis"])
+        cluster = ClusterNode(reactor, store, node, placement=options["placement-policy"])
+        # First: the children stop in reverse order, so the node leaves
+        # the cluster after its rooms have shut down.
+        cluster.setServiceParent(top)
     rooms = RoomService(
         reactor,
         rooms_types,
         authenticate=options["authenticate"],
         require_auth=bool(options["require-auth"]),
         shutdown_timeout=options["shutdown-timeout"],
+        node=node,
+        cluster=cluster,
     )
-    # The RoomService first: the children stop in reverse order,
+    # The RoomService before the ports: the children stop in reverse order,
     # so the ports stop listening before the rooms shut down.
     rooms.setServiceParent(top)
+    inherited: dict[str, int] = options["inherited"]
+    if inherited:
+        from gameframe.workers import SupervisorWatch
+
+        # A worker of --workers: it stops when its parent is gone.
+        SupervisorWatch(reactor).setServiceParent(top)
+
+    def listen_on(option: str) -> Any:
+        """The reactor for C{option}'s endpoint; in a worker, one adopting its inherited socket."""
+        if option not in inherited:
+            return reactor
+        from gameframe.workers import Adopter
+
+        return Adopter(reactor, inherited[option])
+
     flush_interval = options["flush-interval"] / 1000.0
     shared: dict[str, Any] = {
         "limits": limits,
@@ -613,7 +813,7 @@ def makeService(options: Any) -> IService:
         **shared,
     )
     Listener(
-        "port", options["port"], factory, reactor, "JSON Lines"
+        "port", options["port"], factory, listen_on("port"), "JSON Lines"
     ).setServiceParent(top)
     if options["web"] is not None:
         websocket = WebSocketGameFactory(
@@ -627,6 +827,6 @@ def makeService(options: Any) -> IService:
         )
         PingService(websocket).setServiceParent(top)
         Listener(
-            "web", options["web"], make_site(rooms, websocket), reactor, "HTTP, WebSocket"
+            "web", options["web"], make_site(rooms, websocket), listen_on("web"), "HTTP, WebSocket"
         ).setServiceParent(top)
     return top

@@ -585,3 +585,185 @@ def test_systemd_socket_activation(tmp_path: Path) -> None:
         stop_process(process)
     assert f"gameframe players on {HOST}:{port}" in log.read_text()
 
+
+
+# -- cluster options: --redis, --node, --placement, --workers ------------------------
+
+
+def test_cluster_option_defaults() -> None:
+    import os
+
+    options = parse()
+    assert options["redis"] is None
+    assert options["node"] == f"{socket.gethostname()}-{os.getpid()}"
+    assert options["placement"] is None
+    assert options["placement-policy"] is None
+    assert options["workers"] == 1
+    assert options["inherited"] == {}
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["redis://127.0.0.1:6379/0", "redis://redis.example", "redis://:secret@10.0.0.1:7000/3",
+     "redis://game:secret@redis.example/2", "redis://[::1]:6379"],
+)  # fmt: skip
+def test_redis_urls(url: str) -> None:
+    assert parse("--redis", url)["redis"] == url
+
+
+@pytest.mark.parametrize(
+    "url, words",
+    [
+        ("127.0.0.1:6379", "--redis wants a URL like redis://127.0.0.1:6379/0, not '127.0.0.1:6379'"),
+        ("http://127.0.0.1:6379", "--redis wants a URL like redis://"),
+        ("redis://", "--redis wants a URL like redis://"),
+        ("redis://127.0.0.1:99999/0", "--redis wants a URL like redis://"),
+        ("redis://127.0.0.1:port", "--redis wants a URL like redis://"),
+        ("redis://127.0.0.1:0", "port 0 is not a Redis port"),
+        ("redis://127.0.0.1:6379/zero", "the database after the / is a number, not 'zero'"),
+        ("unix:///run/redis.sock", "--redis wants a URL like redis://"),
+        ("rediss://redis.example", "--redis wants a URL like redis://"),
+    ],
+)  # fmt: skip
+def test_bad_redis_urls(url: str, words: str) -> None:
+    with pytest.raises(usage.UsageError) as caught:
+        parse("--redis", url)
+    assert words in str(caught.value)
+
+
+@pytest.mark.parametrize("name", ["eu-1", "game.example.com", "node_7", "A"])
+def test_node_names(name: str) -> None:
+    assert parse("--node", name)["node"] == name
+
+
+@pytest.mark.parametrize("name", ["", "two words", "-leading", "semi;colon", "x" * 65, "é"])
+def test_bad_node_names(name: str) -> None:
+    with pytest.raises(usage.UsageError) as caught:
+        parse("--node", name)
+    assert "--node wants" in str(caught.value)
+    assert repr(name) in str(caught.value)
+
+
+def test_placement_is_loaded_like_auth() -> None:
+    from gameframe.tap import demo_rooms
+
+    options = parse("--redis", "redis://127.0.0.1/0", "--placement", "gameframe.tap:demo_rooms")
+    assert options["placement-policy"] is demo_rooms
+
+
+@pytest.mark.parametrize(
+    "spec, words",
+    [
+        ("gameframe_no_such_module:place", "--placement gameframe_no_such_module:place: cannot import"),
+        ("gameframe.tap:no_such_name", "--placement gameframe.tap:no_such_name: gameframe.tap has no no_such_name"),
+        ("gameframe.tap:DEFAULT_SHUTDOWN_TIMEOUT", "gameframe.tap.DEFAULT_SHUTDOWN_TIMEOUT is not callable"),
+        ("gameframe.tap", "--placement wants module:name"),
+    ],
+)  # fmt: skip
+def test_bad_placement(spec: str, words: str) -> None:
+    with pytest.raises(usage.UsageError) as caught:
+        parse("--redis", "redis://127.0.0.1/0", "--placement", spec)
+    assert words in str(caught.value)
+
+
+def test_placement_needs_redis() -> None:
+    with pytest.raises(usage.UsageError, match="--placement needs --redis"):
+        parse("--placement", "gameframe.tap:demo_rooms")
+
+
+def test_workers() -> None:
+    assert parse("--redis", "redis://127.0.0.1/0", "--workers", "4")["workers"] == 4
+    assert parse("--workers", "1")["workers"] == 1
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "two", "1.5", ""])
+def test_bad_workers(value: str) -> None:
+    with pytest.raises(usage.UsageError) as caught:
+        parse("--redis", "redis://127.0.0.1/0", "--workers", value)
+    assert "--workers" in str(caught.value)
+    assert repr(value) in str(caught.value)
+
+
+def test_workers_need_redis() -> None:
+    with pytest.raises(usage.UsageError) as caught:
+        parse("--workers", "2")
+    assert str(caught.value) == "--workers needs --redis: workers share rooms through it"
+
+
+@pytest.mark.parametrize(
+    "option, endpoint",
+    [("--port", "unix:/tmp/game.sock"), ("--web", "unix:/tmp/web.sock"),
+     ("--port", "systemd:domain=INET:index=0")],
+)  # fmt: skip
+def test_workers_share_tcp_endpoints_only(option: str, endpoint: str) -> None:
+    with pytest.raises(usage.UsageError) as caught:
+        parse("--redis", "redis://127.0.0.1/0", "--workers", "2", option, endpoint)
+    assert f"--workers shares tcp:, tcp6: and ssl: endpoints, not {option} {endpoint!r}" == str(
+        caught.value
+    )
+
+
+def test_workers_share_tcp_and_tcp6_endpoints() -> None:
+    options = parse(
+        "--redis", "redis://127.0.0.1/0", "--workers", "2",
+        "--port", "tcp6:0:interface=\\:\\:1", "--web", "tcp:0",
+    )  # fmt: skip
+    assert options["workers"] == 2
+
+
+def test_the_worker_option_is_hidden_and_checked() -> None:
+    assert "inherited-fds" not in str(Options())
+    assert "--workers" in str(Options())
+    options = parse("--inherited-fds", "port=3,web=4")
+    assert options["inherited"] == {"port": 3, "web": 4}
+    for bad in ("port=1", "port=three", "ports=3", "port"):
+        with pytest.raises(usage.UsageError, match="--inherited-fds wants port=FD,web=FD"):
+            parse("--inherited-fds", bad)
+    with pytest.raises(usage.UsageError, match="--web is none"):
+        parse("--web", "none", "--inherited-fds", "port=3,web=4")
+
+
+def test_every_cluster_option_is_in_the_help() -> None:
+    help_text = str(Options())
+    for option in ("--redis", "--node", "--placement", "--workers"):
+        assert option in help_text, option
+
+
+def test_make_service_without_redis_names_the_node_and_has_no_cluster() -> None:
+    options = parse("--port", "tcp:0:interface=127.0.0.1", "--web", "none", "--node", "solo")
+    rooms, port = list(makeService(options))
+    assert isinstance(rooms, RoomService)
+    assert rooms.cluster is None
+
+
+def test_make_service_with_workers_builds_a_supervisor() -> None:
+    from gameframe.workers import Supervisor, WorkerMonitor
+
+    options = parse(
+        "--redis", "redis://127.0.0.1/0", "--workers", "3",
+        "--port", "tcp:0:interface=127.0.0.1", "--web", "tcp:0:interface=127.0.0.1",
+    )  # fmt: skip
+    top = makeService(options)
+    assert isinstance(top, Supervisor)
+    *listeners, monitor = list(top)
+    assert [listener.option for listener in listeners] == ["port", "web"]
+    assert isinstance(monitor, WorkerMonitor)
+    assert sorted(monitor._processes) == ["worker-1", "worker-2", "worker-3"]
+    assert not top.running
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--workers", "2"],
+        ["--redis", "redis://127.0.0.1/0", "--workers", "2", "--port", "unix:/tmp/x.sock"],
+        ["--redis", "ftp://x"],
+        ["--node", "two words"],
+        ["--redis", "redis://127.0.0.1/0", "--placement", "gameframe.tap:nope"],
+    ],
+)
+def test_twistd_bad_cluster_options_are_one_line_on_stderr(tmp_path: Path, args: list[str]) -> None:
+    result = run_twistd(tmp_path, *args)
+    line = one_line(result)
+    assert result.returncode == 1
+    assert line.startswith("twistd gameframe: --")
