@@ -387,3 +387,24 @@ class TestRoomsAcrossNodes:
         kit.advance(10)
         lister = kit.node(other).connect()
         assert all(r["node"] != home for r in lister.request("list")["rooms"])
+
+
+def test_a_node_restarted_under_the_same_name_is_a_death_and_a_new_node() -> None:
+    from gameframe.testing import NodeHarness
+
+    kit = cluster()
+    alice = kit.node("a").connect()
+    alice.create("chat")
+    room_id = alice.last("joined")["room_id"]
+    home = node_of(kit, room_id)
+    other = next(n for n in kit.nodes if n != home)
+    far = kit.node(other).connect()
+    far.join(room_id)
+    kit.kill(home)
+    # A new process under the same name, at once (a supervisor restarting it).
+    reborn = kit.nodes[home] = NodeHarness(kit, ROOMS, home)
+    reborn.node.startService()
+    kit.advance(3)
+    assert far.last("left") == {"action": "left", "room_id": room_id, "reason": "room_lost"}
+    assert reborn.node.node_id == f"{home}.2"
+    assert reborn.connect().join_or_create("chat")["action"] == "joined"

@@ -30,7 +30,8 @@ from gameframe.cluster.backend import (
     Unavailable,
     Unseat,
 )
-from gameframe.cluster.memory import DEATH_MEMORY, MemoryCluster
+from gameframe.cluster.backend import DEATH_MEMORY
+from gameframe.cluster.memory import MemoryCluster
 from gameframe.cluster.redis import RedisCluster, _parse_url
 from gameframe.codec import GameError
 from gameframe.vocabulary import ROOM_FULL, ROOM_LOCKED, ROOM_NOT_FOUND
@@ -277,6 +278,23 @@ async def test_a_dead_node_is_fenced(backend: Backend) -> None:
     # Leaving is never refused (there is nothing left to remove).
     await store.leave("a")
     await refused(beat(store, "a"), Fenced)
+
+
+@pytest_twisted.ensureDeferred
+async def test_another_process_under_a_live_name_kills_the_name(backend: Backend) -> None:
+    store = backend.store
+    await store.beat(load("a", token="first"), LONG, 0.0)
+    await store.update("a", [Put(record("r1", "a")), Seat("r1", "p1")])
+    # The same process renews its lease as often as it likes.
+    await store.beat(load("a", token="first"), LONG, 0.0)
+    # A restarted process under the same name: the first one is dead, its
+    # rooms are gone, and the newcomer must take another name.
+    await refused(store.beat(load("a", token="second"), LONG, 0.0), Fenced)
+    seen = await beat(store, "b")
+    assert "a" in seen.deaths and nodes(seen) == {"b"}
+    assert await store.listing(None) == []
+    assert await store.seat_of("p1") is None
+    await store.beat(load("a.2", token="second"), LONG, 0.0)
 
 
 @pytest_twisted.ensureDeferred

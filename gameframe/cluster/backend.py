@@ -18,6 +18,8 @@ from zope.interface import Interface
 
 # A room's seat reservation that no node confirmed lapses after this many seconds.
 RESERVATION_TTL = 30.0
+# How long a dead node's name is remembered (it may not come back under it).
+DEATH_MEMORY = 3600.0
 
 
 class Unavailable(Exception):
@@ -37,6 +39,9 @@ class NodeLoad:
     rooms: int = 0
     cpu: float = 0.0  # share of one core its process used since the last beat
     draining: bool = False
+    # Random per process: the same name beating with another token is a new
+    # process (a restart): the name's previous holder is declared dead.
+    token: str = ""
 
 
 @attrs.frozen
@@ -151,7 +156,10 @@ class IMembership(Interface):
         Renew this node's lease for C{ttl} seconds (taking it if absent),
         declare dead every node whose lease lapsed (their rooms leave the
         directory), and say who is alive and who died since C{since}.
-        Fails with Fenced if this node was declared dead.
+        Fails with Fenced if this node was declared dead, or if the name's
+        lease is held with another C{token} (an earlier process under the
+        same name: it is declared dead now, and the caller must rejoin under
+        a new name).
         """
 
     def leave(node: str) -> Deferred[None]:

@@ -13,6 +13,7 @@ from twisted.internet.interfaces import IReactorTime
 from zope.interface import implementer
 
 from gameframe.cluster.backend import (
+    DEATH_MEMORY,
     RESERVATION_TTL,
     Beat,
     Change,
@@ -33,8 +34,6 @@ from gameframe.cluster.backend import (
 from gameframe.codec import GameError
 from gameframe.vocabulary import ROOM_FULL, ROOM_LOCKED, ROOM_NOT_FOUND
 
-# How long a dead node's name is remembered (it may not come back under it).
-DEATH_MEMORY = 3600.0
 
 
 @implementer(IClusterDirectory, IMembership, INodeBus)
@@ -100,12 +99,14 @@ class MemoryCluster:
         if load.node in self._deaths:
             return fail(Fenced(f"node {load.node} was declared dead"))
         now = self._clock.seconds()
+        held = self._leases.get(load.node)
+        if held is not None and held[1].token != load.token:
+            self._declare_dead(load.node, now)
+            return fail(Fenced(f"another process held the name {load.node}"))
         self._leases[load.node] = (now + ttl, load)
         for node, (expiry, _) in list(self._leases.items()):
             if expiry <= now:
-                del self._leases[node]
-                self._deaths[node] = now
-                self._clear(node)
+                self._declare_dead(node, now)
         for node, when in list(self._deaths.items()):
             if when < now - DEATH_MEMORY:
                 del self._deaths[node]
@@ -116,6 +117,11 @@ class MemoryCluster:
                 deaths=tuple(node for node, when in self._deaths.items() if when >= since),
             )
         )
+
+    def _declare_dead(self, node: str, now: float) -> None:
+        del self._leases[node]
+        self._deaths[node] = now
+        self._clear(node)
 
     def leave(self, node: str) -> Deferred[None]:
         if self.is_down:

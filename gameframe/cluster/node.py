@@ -12,6 +12,7 @@ arrive in order, so per player the order is kept both ways.
 
 from __future__ import annotations
 
+import secrets
 import time
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
@@ -204,6 +205,7 @@ class ClusterNode(Service):
         self.name = name
         self.node_id = name
         self._incarnation = 1
+        self._token = secrets.token_hex(8)  # this process, in its lease
         self._placement: Placement = placement or least_loaded
         self._lease_ttl = lease_ttl
         self._beat_interval = beat_interval
@@ -225,6 +227,8 @@ class ClusterNode(Service):
         self._republish = True
         self._flush_call: IDelayedCall | None = None
         self._beating = False
+        self._listening = False
+        self._live: set[str] = set()  # the nodes alive at the last heartbeat
         self._since = 0.0
         self._dead: set[str] = set()
         self._cpu_mark = (clock.seconds(), cpu())
@@ -236,7 +240,7 @@ class ClusterNode(Service):
         self.service = service
 
     def __repr__(self) -> str:
-        return f"<ClusterNode {self.node_id}>"
+        return f"node {self.node_id}"
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -287,59 +291,70 @@ class ClusterNode(Service):
             rooms=len(self.local.rooms()),
             cpu=round(cpu, 3),
             draining=self.draining,
+            token=self._token,
         )
 
     def _beat(self) -> None:
+        """
+        Renew the lease. A node listens on the bus before its lease says it
+        is alive, so no node sends it anything it would not hear.
+        """
         if self._beating:
             return
         self._beating = True
-        beat = self.store.beat(self._load(), self._lease_ttl, self._since)
+        if self._listening:
+            ready: Deferred[None] = succeed(None)
+        else:
+            ready = self.store.listen(self.node_id, self._receive, self._lost)
+            ready.addCallback(self._listened, self.node_id)
+        beat = ready.addCallback(
+            lambda _: self.store.beat(self._load(), self._lease_ttl, self._since)
+        )
         beat.addCallbacks(self._beaten, self._beat_failed)
         beat.addErrback(lambda f: self.log.failure("{node}: heartbeat", f, node=self))
         beat.addBoth(self._beat_done)
 
+    def _listened(self, _: object, node_id: str) -> None:
+        self._listening = node_id == self.node_id
+
     def _beat_done(self, _: object) -> None:
         self._beating = False
 
-    def _beaten(self, beat: Any) -> Any:
+    def _beaten(self, beat: Any) -> None:
         self.nodes = beat.nodes
+        self._live = {load.node for load in beat.nodes}
         self._since = beat.now - self._beat_interval
         for node in beat.deaths:
             if node != self.node_id and node not in self._dead:
                 self._node_died(node)
         if not self.available:
-            return self._recover()
-        return None
+            self._recover()
 
-    def _beat_failed(self, failure: Failure) -> Any:
+    def _beat_failed(self, failure: Failure) -> None:
         if failure.check(Fenced):
-            return self._fenced()
+            self._fenced()
+            return
         failure.trap(Unavailable)
         self._lost()
-        return None
 
     def _lost(self) -> None:
         """The store is out of reach: local-only until a heartbeat gets through."""
         if self.available:
             self.log.warn("{node}: the cluster store is unreachable; serving local rooms only", node=self)
         self.available = False
+        self._listening = False
         self._republish = True
         self._changes.clear()
         self._dirty.clear()
         self._outboxes.clear()
 
-    def _recover(self) -> Deferred[None]:
-        """The store answers again: listen, publish every room, resume forwarding."""
-
-        def listening(_: object) -> None:
-            self.available = True
-            self._publish_all()
-            self.log.info("{node}: in the cluster", node=self)
-            for player in list(self._stand_ins.values()):
-                self._resync(player)
-
-        listened: Deferred[None] = self.store.listen(self.node_id, self._receive, self._lost)
-        return listened.addCallback(listening)
+    def _recover(self) -> None:
+        """The store answers again: publish every room, resume forwarding."""
+        self.available = True
+        self._publish_all()
+        self.log.info("{node}: in the cluster", node=self)
+        for player in list(self._stand_ins.values()):
+            self._resync(player)
 
     def _resync(self, player: Player) -> None:
         """A stand-in may have missed output while the store was away: its full state again."""
@@ -365,6 +380,7 @@ class ClusterNode(Service):
         self.local.node = self.node_id
         self.log.warn("{old} was declared dead; rejoining as {new}", old=old, new=self.node_id)
         self.available = False
+        self._listening = False
         self._outboxes.clear()
         self._changes.clear()
         self._dirty.clear()
@@ -724,6 +740,11 @@ class ClusterNode(Service):
                 message.get("id"),
             )
         membership = self.members[player.id]
+        if membership.node not in self._live:
+            # Its node has not been back on the bus since the store returned.
+            raise GameError(
+                UNAVAILABLE, "your room's node is unreachable now", message.get("id")
+            )
         self.outbox(membership.node).add([ACT_ITEM, player.id], encode(message))
 
     def dropped(self, player: Player) -> None:

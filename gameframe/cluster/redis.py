@@ -42,6 +42,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from gameframe.cluster.backend import (
+    DEATH_MEMORY,
     RESERVATION_TTL,
     Beat,
     Change,
@@ -59,7 +60,6 @@ from gameframe.cluster.backend import (
     Unavailable,
     Unseat,
 )
-from gameframe.cluster.memory import DEATH_MEMORY
 from gameframe.codec import GameError
 from gameframe.vocabulary import ROOM_FULL, ROOM_LOCKED, ROOM_NOT_FOUND
 
@@ -179,6 +179,15 @@ _BEAT = r"""
 local node, ttl, since, keep = ARGV[2], tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[6])
 if redis.call('ZSCORE', DEATHS, node) then return redis.error_reply('FENCED node declared dead') end
 local now, stamp = clock()
+local held = redis.call('HGET', LOADS, node)
+if held and cjson.decode(held)['token'] ~= cjson.decode(ARGV[5])['token'] then
+  -- An earlier process under this name: it is dead now, and the caller fenced.
+  redis.call('ZREM', LEASES, node)
+  redis.call('HDEL', LOADS, node)
+  redis.call('ZADD', DEATHS, now, node)
+  clear(node)
+  return redis.error_reply('FENCED another process held this name')
+end
 redis.call('ZADD', LEASES, now + ttl, node)
 redis.call('HSET', LOADS, node, ARGV[5])
 for _, lapsed in ipairs(redis.call('ZRANGEBYSCORE', LEASES, '-inf', now)) do
