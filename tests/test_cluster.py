@@ -408,3 +408,18 @@ def test_a_node_restarted_under_the_same_name_is_a_death_and_a_new_node() -> Non
     assert far.last("left") == {"action": "left", "room_id": room_id, "reason": "room_lost"}
     assert reborn.node.node_id == f"{home}.2"
     assert reborn.connect().join_or_create("chat")["action"] == "joined"
+
+
+def test_a_connection_closing_while_its_remote_join_runs_frees_the_seat() -> None:
+    kit = cluster()
+    alice = kit.node("a").connect()
+    alice.create("chat")
+    room_id = alice.last("joined")["room_id"]
+    other = next(n for n in kit.nodes if n != node_of(kit, room_id))
+    node = kit.node(other)
+    bob = node.connect()
+    node.service.receive(bob.player, {"action": "join", "room_id": room_id, "id": "j"})
+    node.service.disconnect(bob.player, bob.link)  # before any answer crossed the bus
+    kit.advance(1)
+    assert set(kit.rooms()[room_id].players) == {alice.player_id}
+    assert not node.node.members

@@ -877,18 +877,24 @@ class ClusterNode(Service):
         """A room elsewhere seated a player of this node (a join or a reconnect)."""
         service = self._require()
         waiting = self._waiting.pop(player_id, None)
+        if waiting is not None and waiting.timer is not None and waiting.timer.active():
+            waiting.timer.cancel()
         if waiting is not None and waiting.link is not None:
             # A reconnect: this connection now speaks for the seat's player.
             link = waiting.link
             lobby = link.player
-            if lobby is not None:
-                service.players.pop(lobby.id, None)
-                lobby.link = None
+            if lobby is None or lobby.link is not link:
+                # The connection closed while the room took it back: drop it there.
+                self.outbox(node).add([DROP_ITEM, player_id])
+                waiting.done.callback(None)
+                return
+            service.players.pop(lobby.id, None)
+            lobby.link = None
             back = Player(id=player_id, link=link, user=waiting.user)
             link.player = back
             service.players[player_id] = back
-        self.members[player_id] = Membership(room_id, node)
+        if player_id in service.players:
+            self.members[player_id] = Membership(room_id, node)
+        # else: its connection closed meanwhile; the drop sent then frees the seat.
         if waiting is not None:
-            if waiting.timer is not None and waiting.timer.active():
-                waiting.timer.cancel()
             waiting.done.callback(None)
