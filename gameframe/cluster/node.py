@@ -765,6 +765,9 @@ class ClusterNode(Service):
         except Exception:
             self.log.failure("{node}: an unreadable batch", node=self)
             return
+        if sender in self._dead:
+            return
+        self._live.add(sender)  # it is on the bus: it listens before it sends
         for header, payload in items:
             try:
                 self._item(sender, header, payload)
