@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import orjson
 from twisted.internet.defer import Deferred
@@ -171,6 +171,25 @@ class FakeClient:
         return client
 
 
+def step_through(clock: Clock, seconds: float, settle: Callable[[], None]) -> None:
+    """
+    Move C{clock} forward by C{seconds}, stopping at each timer due on the
+    way (as a real reactor would), and C{settle} at every stop.
+    """
+    target = clock.seconds() + seconds
+    while True:
+        settle()
+        due = [c.getTime() for c in clock.getDelayedCalls()]
+        step = min(due, default=target)
+        if step > target:
+            break
+        clock.advance(max(0.0, step - clock.seconds()))
+        if step == target:
+            break
+    clock.advance(max(0.0, target - clock.seconds()))
+    settle()
+
+
 def host_of(room: Room) -> RoomHost:
     """The framework's engine behind a room (for tests that look under the hood)."""
     host: RoomHost = room._Room__host  # type: ignore[attr-defined]
@@ -213,16 +232,7 @@ class Harness:
         due on the way, as a real reactor would: a room ticking 20 times a
         second ticks 20 times in C{advance(1)}.
         """
-        target = self.clock.seconds() + seconds
-        while True:
-            due = [c.getTime() for c in self.clock.getDelayedCalls()]
-            step = min(due, default=target)
-            if step > target:
-                break
-            self.clock.advance(max(0.0, step - self.clock.seconds()))
-            if step == target:
-                break
-        self.clock.advance(max(0.0, target - self.clock.seconds()))
+        step_through(self.clock, seconds, self.settle)
 
     def advance_ticks(self, ticks: int = 1, room: Room | None = None) -> None:
         """
@@ -358,18 +368,7 @@ class ClusterHarness:
 
     def advance(self, seconds: float) -> None:
         """Move the clock forward, stopping at every timer due on the way, settling each time."""
-        target = self.clock.seconds() + seconds
-        while True:
-            self.settle()
-            due = [c.getTime() for c in self.clock.getDelayedCalls()]
-            step = min(due, default=target)
-            if step > target:
-                break
-            self.clock.advance(max(0.0, step - self.clock.seconds()))
-            if step == target:
-                break
-        self.clock.advance(max(0.0, target - self.clock.seconds()))
-        self.settle()
+        step_through(self.clock, seconds, self.settle)
 
     def rooms(self) -> dict[str, Room]:
         """Every live room on every live node, by room id."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import attrs
+
 from gameframe import Player, Room, action
 from gameframe.demo.chat import ChatRoom
 from gameframe.demo.tictactoe import TicTacToe
@@ -18,6 +20,27 @@ def cluster(**options: Any) -> ClusterHarness:
 
 def node_of(kit: ClusterHarness, room_id: str) -> str:
     return next(name for name, node in kit.nodes.items() if room_id in node.service.rooms)
+
+
+@attrs.frozen
+class Split:
+    """A room on one node, and a player in it connected to another node."""
+
+    first: FakeClient  # created the room
+    far: FakeClient  # joined it from another node
+    room_id: str
+    home: str  # the room's node
+    other: str  # the far player's node
+
+
+def split(kit: ClusterHarness, room: str = "chat") -> Split:
+    first = kit.node("a").connect()
+    room_id = first.create(room)["room_id"]
+    home = node_of(kit, room_id)
+    other = next(n for n in kit.nodes if n != home)
+    far = kit.node(other).connect()
+    assert far.join(room_id)["action"] == "joined"
+    return Split(first, far, room_id, home, other)
 
 
 def play(first: FakeClient, second: FakeClient, cells: list[int]) -> None:
@@ -100,35 +123,22 @@ class TestAcrossNodes:
 
     def test_leave_and_sync_go_to_the_rooms_node(self) -> None:
         kit = cluster()
-        alice = kit.node("a").connect()
-        alice.join_or_create("tictactoe")
-        room_id = alice.last("joined")["room_id"]
-        bob = kit.node(next(n for n in kit.nodes if n != node_of(kit, room_id))).connect()
-        assert bob.join(room_id)["action"] == "joined"
+        s = split(kit, "tictactoe")
+        room_id, bob = s.room_id, s.far
         left = bob.leave()
         assert left == {"action": "left", "room_id": room_id, "reason": "leave", "id": left["id"]}
         assert len(kit.rooms()[room_id].players) == 1
         assert bob.join_or_create("chat")["action"] == "joined"
 
     def test_errors_from_a_remote_room_reach_the_player(self) -> None:
-        kit = cluster()
-        alice = kit.node("a").connect()
-        alice.join_or_create("tictactoe")
-        room_id = alice.last("joined")["room_id"]
-        bob = kit.node(next(n for n in kit.nodes if n != node_of(kit, room_id))).connect()
-        bob.join(room_id)
+        bob = split(cluster(), "tictactoe").far
         reply = bob.request("place", cell=42)
         assert reply["action"] == "error" and reply["code"] == "bad_arguments"
         reply = bob.request("nope")
         assert reply["code"] == "unknown_action"
 
     def test_already_in_a_remote_room(self) -> None:
-        kit = cluster()
-        alice = kit.node("a").connect()
-        alice.join_or_create("chat")
-        room_id = alice.last("joined")["room_id"]
-        bob = kit.node(next(n for n in kit.nodes if n != node_of(kit, room_id))).connect()
-        bob.join(room_id)
+        bob = split(cluster()).far
         assert bob.join_or_create("chat")["code"] == "already_in_room"
 
 
@@ -181,18 +191,14 @@ class Chat10(Room):
 class TestReconnect:
     def test_a_dropped_player_reconnects_through_any_node(self) -> None:
         kit = cluster()
-        alice = kit.node("a").connect()
-        alice.join_or_create("chat")
-        room_id = alice.last("joined")["room_id"]
-        home = node_of(kit, room_id)
-        elsewhere = [n for n in kit.nodes if n != home]
-        bob = kit.node(elsewhere[0]).connect()
-        bob.join(room_id)
+        s = split(kit)
+        alice, bob = s.first, s.far
+        third = next(n for n in kit.nodes if n not in (s.home, s.other))
         ChatRoom.on_drop = lambda self, player: 30  # type: ignore[method-assign]
         try:
             bob.disconnect()
             kit.advance(1)
-            back = kit.node(elsewhere[1]).connect()
+            back = kit.node(third).connect()
             reply = back.request("reconnect", token=bob.token)
             assert reply["action"] == "joined", reply
             assert reply["player_id"] == bob.player_id
@@ -235,19 +241,15 @@ class TestReconnect:
 class TestFailures:
     def test_a_node_dies_players_elsewhere_get_room_lost(self) -> None:
         kit = cluster()
-        alice = kit.node("a").connect()
-        alice.join_or_create("chat")
-        room_id = alice.last("joined")["room_id"]
-        home = node_of(kit, room_id)
-        others = [n for n in kit.nodes if n != home]
-        far = kit.node(others[0]).connect()
-        far.join(room_id)
+        s = split(kit)
+        far, room_id, home = s.far, s.room_id, s.home
+        third = next(n for n in kit.nodes if n not in (home, s.other))
         kit.kill(home)
         kit.advance(10)
         assert far.last("left") == {"action": "left", "room_id": room_id, "reason": "room_lost"}
         # It plays on: a new room on a live node.
         assert far.join_or_create("chat")["action"] == "joined"
-        lister = kit.node(others[1]).connect()
+        lister = kit.node(third).connect()
         assert all(r["node"] != home for r in lister.request("list")["rooms"])
 
     def test_a_node_dies_its_players_reconnect_elsewhere_and_keep_their_seats(self) -> None:
@@ -333,12 +335,8 @@ class TestRoomsAcrossNodes:
         from gameframe.demo.arena import Arena
 
         kit = ClusterHarness({"arena": Arena}, nodes=["a", "b"])
-        alice = kit.node("a").connect()
-        alice.create("arena")
-        room_id = alice.last("joined")["room_id"]
-        other = next(n for n in kit.nodes if n != node_of(kit, room_id))
-        bob = kit.node(other).connect()
-        bob.join(room_id)
+        s = split(kit, "arena")
+        alice, bob = s.first, s.far
         alice.send("move", x=10, y=20)
         bob.send("move", x=700, y=500)
         kit.advance(2)
@@ -347,12 +345,8 @@ class TestRoomsAcrossNodes:
 
     def test_a_kicked_remote_player_is_out_and_free_to_join_again(self) -> None:
         kit = cluster()
-        alice = kit.node("a").connect()
-        alice.create("chat")
-        room_id = alice.last("joined")["room_id"]
-        other = next(n for n in kit.nodes if n != node_of(kit, room_id))
-        bob = kit.node(other).connect()
-        bob.join(room_id)
+        s = split(kit)
+        bob, room_id = s.far, s.room_id
         room = kit.rooms()[room_id]
         room.kick(room.players[bob.player_id], "bye")
         kit.settle()
@@ -362,13 +356,8 @@ class TestRoomsAcrossNodes:
 
     def test_a_node_stopping_ends_its_rooms_and_frees_its_players_seats_elsewhere(self) -> None:
         kit = cluster()
-        alice = kit.node("a").connect()
-        alice.create("chat")
-        room_id = alice.last("joined")["room_id"]
-        home = node_of(kit, room_id)
-        other = next(n for n in kit.nodes if n != home)
-        far = kit.node(other).connect()
-        far.join(room_id)
+        s = split(kit)
+        far, room_id, home, other = s.far, s.room_id, s.home, s.other
         # A player of the stopping node, in a room on another node:
         far_room = kit.node(other).connect()
         far_room.create("tictactoe")
@@ -393,13 +382,8 @@ def test_a_node_restarted_under_the_same_name_is_a_death_and_a_new_node() -> Non
     from gameframe.testing import NodeHarness
 
     kit = cluster()
-    alice = kit.node("a").connect()
-    alice.create("chat")
-    room_id = alice.last("joined")["room_id"]
-    home = node_of(kit, room_id)
-    other = next(n for n in kit.nodes if n != home)
-    far = kit.node(other).connect()
-    far.join(room_id)
+    s = split(kit)
+    far, room_id, home = s.far, s.room_id, s.home
     kit.kill(home)
     # A new process under the same name, at once (a supervisor restarting it).
     reborn = kit.nodes[home] = NodeHarness(kit, ROOMS, home)
