@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import attrs
 
@@ -301,20 +301,33 @@ def start_server_at(
     return server
 
 
-def wait_for_log(server: RunningServer, text: str, timeout: float = START_TIMEOUT) -> str:
-    """Poll the server's log (bounded) until it contains C{text}; the log."""
+def poll(
+    server: RunningServer, what: str, condition: Callable[[], Any], timeout: float = START_TIMEOUT
+) -> Any:
+    """Check C{condition} until it is true (bounded), failing with the server's log; its value."""
     deadline = time.monotonic() + timeout
     while True:
-        log = server.log_text()
-        if text in log:
-            return log
+        value = condition()
+        if value:
+            return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"{text!r} not in the log within {timeout} s:\n{log}")
+            raise AssertionError(f"{what}: not within {timeout} s:\n{server.log_text()}")
         try:
+            # Pauses between checks, and notices a server that exited.
             server.process.wait(timeout=0.05)
         except subprocess.TimeoutExpired:
             continue
-        log = server.log_text()
-        if text in log:
-            return log
-        raise AssertionError(f"the server exited with {server.process.returncode}:\n{log}")
+        value = condition()
+        if value:
+            return value
+        raise AssertionError(
+            f"the server exited with {server.process.returncode}:\n{server.log_text()}"
+        )
+
+
+def wait_for_log(server: RunningServer, text: str, timeout: float = START_TIMEOUT) -> str:
+    """Poll the server's log (bounded) until it contains C{text}; the log."""
+    log: str = poll(
+        server, f"{text!r} in the log", lambda: text in (log := server.log_text()) and log, timeout
+    )
+    return log

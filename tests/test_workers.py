@@ -31,6 +31,7 @@ from gameframe.workers import (
 )
 from tests._redis import RunningRedis
 from tests._server import (
+    poll,
     HOST,
     START_TIMEOUT,
     STOP_TIMEOUT,
@@ -309,27 +310,6 @@ def test_a_worker_refuses_a_descriptor_that_is_not_a_listening_socket(tmp_path: 
 
 
 # -- the real thing: twistd -n gameframe --redis URL --workers 2 ---------------------
-
-
-def poll(
-    server: RunningServer, what: str, condition: Callable[[], Any], timeout: float = START_TIMEOUT
-) -> Any:
-    """Check C{condition} until it is true (bounded), failing with the server's log; its value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout} s:\n{server.log_text()}")
-        try:
-            # Pauses between checks, and notices a server that exited.
-            server.process.wait(timeout=0.05)
-        except subprocess.TimeoutExpired:
-            continue
-        raise AssertionError(
-            f"the server exited with {server.process.returncode}:\n{server.log_text()}"
-        )
 
 
 def children(pid: int) -> set[int]:
