@@ -2,6 +2,7 @@
 
 from gameframe._actions import action
 from gameframe._version import __version__
+from gameframe.cluster.backend import NodeLoad
 from gameframe.codec import GameError
 from gameframe.interfaces import IPlayerLink, IRoomDirectory, IRoomHandle
 from gameframe.player import Player
@@ -16,6 +17,7 @@ __all__ = [
     "IPlayerLink",
     "IRoomDirectory",
     "IRoomHandle",
+    "NodeLoad",
     "Player",
     "Room",
     "RoomService",

@@ -14,6 +14,7 @@ from gameframe._host import RoomHost
 from gameframe.codec import Message, encode
 from gameframe.cluster.memory import MemoryCluster
 from gameframe.cluster.node import ClusterNode
+from gameframe.cluster.placement import Placement
 from gameframe.directory import LocalDirectory
 from gameframe.interfaces import IPlayerLink
 from gameframe.mirror import StateMirror
@@ -283,7 +284,7 @@ class NodeHarness(Harness):
         self.name = name
         self.clock = cluster.clock
         self.store = _NodeStore(cluster.store)
-        self.node = ClusterNode(self.clock, self.store, name)
+        self.node = ClusterNode(self.clock, self.store, name, placement=cluster.placement)
         self.service = RoomService(
             self.clock, rooms, node=name, cluster=self.node, **service_options
         )
@@ -341,11 +342,13 @@ class ClusterHarness:
         rooms: Mapping[str, type[Room]] | type[Room],
         nodes: Any = ("n1", "n2", "n3"),
         clock: Clock | None = None,
+        placement: Placement | None = None,
         **service_options: Any,
     ) -> None:
         if isinstance(rooms, type):
             rooms = {rooms.__name__.lower(): rooms}
         self.clock = clock if clock is not None else Clock()
+        self.placement = placement
         self.store = MemoryCluster(self.clock)
         self.nodes: dict[str, NodeHarness] = {}
         for name in nodes:

@@ -315,10 +315,11 @@ class TestFailures:
         kit.advance(10)
         node.node._loop.start(1.0, now=True)
         kit.advance(3)
-        assert node.node.node_id == f"{home}.2"
+        new_id = node.node.node_id
+        assert new_id.startswith(f"{home}.2-")
         lister = kit.node(next(n for n in kit.nodes if n != home)).connect()
         nodes = {r["node"] for r in lister.request("list")["rooms"]}
-        assert f"{home}.2" in nodes and home not in nodes
+        assert new_id in nodes and home not in nodes
 
     def test_a_draining_node_gets_no_new_rooms(self) -> None:
         kit = cluster()
@@ -390,7 +391,7 @@ def test_a_node_restarted_under_the_same_name_is_a_death_and_a_new_node() -> Non
     reborn.node.startService()
     kit.advance(3)
     assert far.last("left") == {"action": "left", "room_id": room_id, "reason": "room_lost"}
-    assert reborn.node.node_id == f"{home}.2"
+    assert reborn.node.node_id.startswith(f"{home}.2-")
     assert reborn.connect().join_or_create("chat")["action"] == "joined"
 
 
@@ -407,3 +408,35 @@ def test_a_connection_closing_while_its_remote_join_runs_frees_the_seat() -> Non
     kit.advance(1)
     assert set(kit.rooms()[room_id].players) == {alice.player_id}
     assert not node.node.members
+
+
+def test_two_live_processes_under_one_name_settle_under_two_names() -> None:
+    from gameframe.testing import NodeHarness
+
+    kit = cluster()
+    twin = NodeHarness(kit, ROOMS, "a")
+    twin.node.startService()
+    kit.advance(5)
+    first, second = kit.node("a").node.node_id, twin.node.node_id
+    assert first != second
+    kit.advance(10)
+    assert (kit.node("a").node.node_id, twin.node.node_id) == (first, second)
+
+
+def test_a_drop_while_the_store_is_away_frees_the_seat_once_it_is_back() -> None:
+    kit = cluster()
+    s = split(kit)
+    kit.store.down()
+    kit.advance(2)
+    s.far.disconnect()
+    kit.store.up(empty=True)
+    kit.advance(3)
+    assert set(kit.rooms()[s.room_id].players) == {s.first.player_id}
+
+
+def test_a_placement_policy_chooses_the_node() -> None:
+    kit = ClusterHarness(ROOMS, nodes=["a", "b", "c"], placement=lambda nodes, origin, room_type: "c")
+    kit.advance(1)
+    for name in ("a", "b"):
+        room_id = kit.node(name).connect().create("chat")["room_id"]
+        assert node_of(kit, room_id) == "c"

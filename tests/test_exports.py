@@ -13,6 +13,7 @@ EXPECTED = [
     "IPlayerLink",
     "IRoomDirectory",
     "IRoomHandle",
+    "NodeLoad",
     "Player",
     "Room",
     "RoomService",

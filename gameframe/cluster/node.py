@@ -182,7 +182,8 @@ class ClusterNode(Service):
         (L{gameframe.cluster.redis.RedisCluster}, or
         L{gameframe.cluster.memory.MemoryCluster} in tests).
     @param name: the node's name (C{--node}); after being declared dead it
-        rejoins as C{name.2}, C{name.3}...
+        rejoins as C{name.2-xxxx}, C{name.3-xxxx}... (C{xxxx} from this
+        process's token).
     @param placement: chooses the node of a new room (default: L{least_loaded}).
     @param cpu: seconds of CPU this process used (injected in tests).
     """
@@ -228,6 +229,9 @@ class ClusterNode(Service):
         self._flush_call: IDelayedCall | None = None
         self._beating = False
         self._listening = False
+        self._warned = False
+        # Drops of players whose room is elsewhere, while the store was away.
+        self._undelivered_drops: dict[str, list[str]] = {}
         self._live: set[str] = set()  # the nodes alive at the last heartbeat
         self._since = 0.0
         self._dead: set[str] = set()
@@ -339,8 +343,9 @@ class ClusterNode(Service):
 
     def _lost(self) -> None:
         """The store is out of reach: local-only until a heartbeat gets through."""
-        if self.available:
+        if self.available or not self._warned:
             self.log.warn("{node}: the cluster store is unreachable; serving local rooms only", node=self)
+            self._warned = True
         self.available = False
         self._listening = False
         self._republish = True
@@ -351,8 +356,13 @@ class ClusterNode(Service):
     def _recover(self) -> None:
         """The store answers again: publish every room, resume forwarding."""
         self.available = True
+        self._warned = False
         self._publish_all()
         self.log.info("{node}: in the cluster", node=self)
+        for node, player_ids in self._undelivered_drops.items():
+            for player_id in player_ids:
+                self.outbox(node).add([DROP_ITEM, player_id])
+        self._undelivered_drops.clear()
         for player in list(self._stand_ins.values()):
             self._resync(player)
 
@@ -376,7 +386,9 @@ class ClusterNode(Service):
         """
         old = self.node_id
         self._incarnation += 1
-        self.node_id = f"{self.name}.{self._incarnation}"
+        # The process's token in the name: two live processes started under
+        # one name each get their own, instead of declaring each other dead.
+        self.node_id = f"{self.name}.{self._incarnation}-{self._token[:4]}"
         self.local.node = self.node_id
         self.log.warn("{old} was declared dead; rejoining as {new}", old=old, new=self.node_id)
         self.available = False
@@ -620,12 +632,16 @@ class ClusterNode(Service):
                 raise
             joined = self._then(hosting, lambda host: host.join(player, options, request_id))
             return joined.addErrback(self._release, reservation.room_id, player.id)
+        spec = [reservation.room_type, reservation.options]
+        try:
+            self.outbox(reservation.node).add(
+                [JOIN_ITEM, player.id, player.user, reservation.room_id, options, request_id, spec]
+            )
+        except TypeError:
+            self._change(Unseat(reservation.room_id, player.id))
+            raise
         waiting = self._wait(player.id, reservation.room_id, reservation.node)
         waiting.reserved = True
-        spec = [reservation.room_type, reservation.options]
-        self.outbox(reservation.node).add(
-            [JOIN_ITEM, player.id, player.user, reservation.room_id, options, request_id, spec]
-        )
         return waiting.done
 
     def _release(self, failure: Failure, room_id: str, player_id: str) -> Failure:
@@ -708,10 +724,10 @@ class ClusterNode(Service):
             if where is None or where[1] == self.node_id:
                 raise GameError(INVALID_TOKEN, "reconnect: the token is unknown or expired")
             room_id, node = where
+            self.outbox(node).add([RECONNECT_ITEM, player_id, secret, player.user, request_id])
             waiting = self._wait(player_id, room_id, node)
             waiting.link = player.link
             waiting.user = player.user
-            self.outbox(node).add([RECONNECT_ITEM, player_id, secret, player.user, request_id])
             return waiting.done
 
         return self.store.seat_of(player_id).addCallbacks(found, self._unavailable_or_fail)
@@ -754,8 +770,12 @@ class ClusterNode(Service):
         waiting = self._waiting.get(player.id)
         if node is None and waiting is not None and waiting.link is None:
             node = waiting.node
-        if node is not None and self.available:
+        if node is None:
+            return
+        if self.available:
             self.outbox(node).add([DROP_ITEM, player.id])
+        else:  # told when the store is back, so the seat is not held for ever
+            self._undelivered_drops.setdefault(node, []).append(player.id)
 
     # -- the bus: what other nodes send this one ------------------------------------------
 
