@@ -440,3 +440,15 @@ def test_a_placement_policy_chooses_the_node() -> None:
     for name in ("a", "b"):
         room_id = kit.node(name).connect().create("chat")["room_id"]
         assert node_of(kit, room_id) == "c"
+
+
+def test_a_placement_policy_that_fails_or_names_no_live_node_falls_back_to_the_default() -> None:
+    def broken(nodes: Any, origin: str, room_type: str) -> str:
+        if room_type == "chat":
+            raise RuntimeError("oops")
+        return "nowhere"
+
+    kit = ClusterHarness(ROOMS, nodes=["a", "b"], placement=broken)
+    kit.advance(1)
+    for room in ("chat", "tictactoe"):
+        assert kit.node("a").connect().create(room)["action"] == "joined"

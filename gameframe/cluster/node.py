@@ -581,7 +581,7 @@ class ClusterNode(Service):
         if not self.available:
             return service.join_or_create_here(player, room_type, options, request_id, new=new)
         room_class = service.room_types[room_type]
-        node = self._placement(self.nodes, self.node_id, room_type)
+        node = self._place(room_type)
         record = RoomRecord(
             room_id=service.new_room_id(),
             room_type=room_type,
@@ -598,6 +598,23 @@ class ClusterNode(Service):
             lambda reservation: self._seat(player, reservation, options, request_id),
             self._unavailable_or_fail,
         )
+
+    def _place(self, room_type: str) -> str:
+        """The placement policy's choice, if it names a live node (else the default's)."""
+        try:
+            node = self._placement(self.nodes, self.node_id, room_type)
+        except Exception:
+            self.log.failure("{node}: the placement policy failed", node=self)
+            node = None
+        live = {load.node for load in self.nodes}
+        if node != self.node_id and node not in live:
+            if node is not None:
+                self.log.warn(
+                    "{node}: the placement policy chose {chosen!r}, not a live node",
+                    node=self, chosen=node,
+                )
+            node = least_loaded(self.nodes, self.node_id, room_type)
+        return node
 
     def join(self, player: Player, room_id: str, options: dict[str, Any], request_id: Any) -> Any:
         service = self._require()
