@@ -328,6 +328,10 @@ class ClusterNode(Service):
         self.nodes = beat.nodes
         self._live = {load.node for load in beat.nodes}
         self._since = beat.now - self._beat_interval
+        forgotten = self._clock.seconds() - ENDED_MEMORY
+        for room_id, ended in list(self._ended.items()):
+            if ended < forgotten:
+                del self._ended[room_id]
         for node in beat.deaths:
             if node != self.node_id and node not in self._dead:
                 self._node_died(node)
@@ -678,11 +682,12 @@ class ClusterNode(Service):
         if host is not None and host.running:
             return host
         room_id = reservation.room_id
-        if host is not None or room_id in self._creating:
+        if room_id in self._creating:
             waiter: Deferred[RoomHost] = Deferred()
             self._creating.setdefault(room_id, []).append(waiter)
             return waiter
-        if room_id in self._ended or self.service is None:
+        if host is not None or room_id in self._ended or self.service is None:
+            # Closing, or closed: a late reservation must not bring it back.
             raise GameError(ROOM_NOT_FOUND, f"there is no room {room_id!r}")
         if reservation.room_type not in self.service.room_types:
             raise GameError(ROOM_NOT_FOUND, f"this node has no room type {reservation.room_type!r}")
