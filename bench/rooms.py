@@ -1,10 +1,10 @@
-"""The rooms the benchmark runs: a relay (each move broadcast at once) and arena-style state sync."""
+"""The rooms the benchmark runs (a relay, each move broadcast at once; arena-style state sync) and the cluster bench's placement."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
-from gameframe import Player, Room, action
+from gameframe import NodeLoad, Player, Room, action
 
 
 class RelayRoom(Room):
@@ -46,3 +46,14 @@ class StateRoom(Room):
         me["x"] = x
         me["y"] = y
         me["t"] = t
+
+
+def elsewhere(nodes: Sequence[NodeLoad], origin: str, room_type: str) -> str:
+    """
+    The cluster bench's placement (C{--placement bench.rooms:elsewhere}): a
+    new room goes to a node other than the creating player's whenever there
+    is one (the first by name that is not draining), so every action and
+    every delivery crosses the bus, the cluster's worst case.
+    """
+    others = sorted(n.node for n in nodes if n.node != origin and not n.draining)
+    return others[0] if others else origin

@@ -2,6 +2,7 @@
 # gameframe beside its peers, in one peerbench run per scenario; prints the ratios.
 #
 #   bench/run.sh [relay|state|ws|all] [extra peerbench options, e.g. --levels 50x10x10,4x50x10]
+#   bench/run.sh cluster [bench/cluster.py options, e.g. --commands, --workers, --repeat 3]
 #
 # Servers are pinned to CPU 0 and the load generator to CPU 1 by peerbench; everything
 # targets 127.0.0.1 and every run stops by itself. Results: bench/results/<scenario>/.
@@ -13,6 +14,11 @@ python=${GAMEFRAME_PYTHON:-$repo/.venv/bin/python}
 twistd=$(dirname "$python")/twistd
 scenario=${1:-all}
 shift || true
+
+if [ "$scenario" = cluster ]; then  # 2 nodes on Redis beside one process, with peerbench's load generator
+  ulimit -n "$(ulimit -Hn)"
+  exec env PEERBENCH="$peerbench" "$python" "$here/cluster.py" --python "$python" "$@"
+fi
 
 serve() {  # the twistd command line peerbench starts, with {port} for it to fill in
   echo "env PYTHONPATH=$repo $twistd -n --pidfile= gameframe $*"
