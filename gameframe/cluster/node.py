@@ -62,6 +62,8 @@ if TYPE_CHECKING:
 # Seconds between heartbeats, and how long a lease lasts without one.
 BEAT_INTERVAL = 1.0
 LEASE_TTL = 5.0
+# The store's connection is still being made this long after start: no warning yet.
+STARTUP_GRACE = 3.0
 # A join or reconnect sent to another node that gets no answer in this time fails.
 REMOTE_TIMEOUT = 10.0
 # How long a disposed room's id is remembered, so a late join cannot bring it back.
@@ -230,6 +232,7 @@ class ClusterNode(Service):
         self._beating = False
         self._listening = False
         self._warned = False
+        self._started = clock.seconds()
         # Drops of players whose room is elsewhere, while the store was away.
         self._undelivered_drops: dict[str, list[str]] = {}
         self._live: set[str] = set()  # the nodes alive at the last heartbeat
@@ -250,6 +253,7 @@ class ClusterNode(Service):
 
     def startService(self) -> None:
         super().startService()
+        self._started = self._clock.seconds()
         self._loop.start(self._beat_interval, now=True)
 
     def drain(self) -> None:
@@ -347,7 +351,8 @@ class ClusterNode(Service):
 
     def _lost(self) -> None:
         """The store is out of reach: local-only until a heartbeat gets through."""
-        if self.available or not self._warned:
+        starting = self._clock.seconds() - self._started < STARTUP_GRACE
+        if self.available or not (self._warned or starting):
             self.log.warn("{node}: the cluster store is unreachable; serving local rooms only", node=self)
             self._warned = True
         self.available = False
