@@ -337,8 +337,9 @@ class Options(usage.Options):
             "flush-interval",
             None,
             0.0,
-            "Milliseconds between sends to each player (0: at the end of every "
-            "reactor turn). More batches more messages per send, for more latency.",
+            "Milliseconds between sends to each player, and in a cluster between "
+            "batches to each other node (0: at the end of every reactor turn). More "
+            "batches more messages per send, for more latency.",
             float,
         ],
         [
@@ -768,7 +769,13 @@ def makeService(options: Any) -> IService:
         from gameframe.cluster.redis import RedisCluster
 
         store = RedisCluster.from_url(options["redis"])
-        cluster = ClusterNode(reactor, store, node, placement=options["placement-policy"])
+        cluster = ClusterNode(
+            reactor,
+            store,
+            node,
+            placement=options["placement-policy"],
+            flush_interval=options["flush-interval"] / 1000.0,
+        )
         # First: the children stop in reverse order, so the node leaves
         # the cluster after its rooms have shut down.
         cluster.setServiceParent(top)

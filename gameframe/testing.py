@@ -284,7 +284,13 @@ class NodeHarness(Harness):
         self.name = name
         self.clock = cluster.clock
         self.store = _NodeStore(cluster.store)
-        self.node = ClusterNode(self.clock, self.store, name, placement=cluster.placement)
+        self.node = ClusterNode(
+            self.clock,
+            self.store,
+            name,
+            placement=cluster.placement,
+            flush_interval=cluster.flush_interval,
+        )
         self.service = RoomService(
             self.clock, rooms, node=name, cluster=self.node, **service_options
         )
@@ -343,12 +349,14 @@ class ClusterHarness:
         nodes: Any = ("n1", "n2", "n3"),
         clock: Clock | None = None,
         placement: Placement | None = None,
+        flush_interval: float = 0.0,
         **service_options: Any,
     ) -> None:
         if isinstance(rooms, type):
             rooms = {rooms.__name__.lower(): rooms}
         self.clock = clock if clock is not None else Clock()
         self.placement = placement
+        self.flush_interval = flush_interval
         self.store = MemoryCluster(self.clock)
         self.nodes: dict[str, NodeHarness] = {}
         for name in nodes:
@@ -361,12 +369,25 @@ class ClusterHarness:
         return self.nodes[name]
 
     def settle(self) -> None:
-        """Run everything due now (bus deliveries, flushes) until nothing is left."""
+        """
+        Run everything due now (bus deliveries, flushes) until nothing is left;
+        with a C{flush_interval}, move the clock on to each node's pending flush.
+        """
         for _ in range(10_000):
             now = self.clock.seconds()
-            if not any(call.getTime() <= now for call in self.clock.getDelayedCalls()):
+            if any(call.getTime() <= now for call in self.clock.getDelayedCalls()):
+                self.clock.advance(0)
+                continue
+            flushes = [
+                call.getTime()
+                for node in self.nodes.values()
+                if not node.store.dead
+                and (call := node.node._flush_call) is not None
+                and call.active()
+            ]
+            if not flushes:
                 return
-            self.clock.advance(0)
+            self.clock.advance(min(flushes) - now)
         raise AssertionError("the cluster did not settle: something reschedules itself at once")
 
     def advance(self, seconds: float) -> None:

@@ -452,3 +452,17 @@ def test_a_placement_policy_that_fails_or_names_no_live_node_falls_back_to_the_d
     kit.advance(1)
     for room in ("chat", "tictactoe"):
         assert kit.node("a").connect().create(room)["action"] == "joined"
+
+
+def test_a_flush_interval_sends_what_came_meanwhile_in_one_batch() -> None:
+    kit = ClusterHarness(ROOMS, nodes=["a", "b"], flush_interval=0.005)
+    s = split(kit)
+    before = kit.store.sent_batches
+    room = s.far.harness.service
+    for i in range(5):  # five actions in five reactor turns, within 5 ms
+        room.receive(s.far.player, {"action": "say", "text": str(i)})
+        kit.clock.advance(0.0005)
+    kit.advance(0.01)
+    # One batch there with the five actions, one back with the five broadcasts.
+    assert kit.store.sent_batches - before == 2
+    assert [m["text"] for m in s.far.received("said")] == [str(i) for i in range(5)]

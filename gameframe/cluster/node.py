@@ -188,6 +188,9 @@ class ClusterNode(Service):
         process's token).
     @param placement: chooses the node of a new room (default: L{least_loaded}).
     @param cpu: seconds of CPU this process used (injected in tests).
+    @param flush_interval: seconds what goes to the store and the other
+        nodes may wait, so more of it leaves in one command (C{--flush-interval});
+        0: at the end of the reactor turn.
     """
 
     log = Logger()
@@ -202,6 +205,7 @@ class ClusterNode(Service):
         lease_ttl: float = LEASE_TTL,
         beat_interval: float = BEAT_INTERVAL,
         cpu: Callable[[], float] = time.process_time,
+        flush_interval: float = 0.0,
     ) -> None:
         self._clock = clock
         self.store = store
@@ -213,6 +217,7 @@ class ClusterNode(Service):
         self._lease_ttl = lease_ttl
         self._beat_interval = beat_interval
         self._cpu = cpu
+        self._flush_interval = flush_interval
         self.local = LocalDirectory(node=name)
         self.available = False
         self.draining = False
@@ -542,7 +547,7 @@ class ClusterNode(Service):
 
     def _schedule(self) -> None:
         if self._flush_call is None:
-            self._flush_call = self._clock.callLater(0, self._flush)
+            self._flush_call = self._clock.callLater(self._flush_interval, self._flush)
 
     def _flush(self) -> None:
         if self._flush_call is not None and self._flush_call.active():
