@@ -466,3 +466,22 @@ def test_a_flush_interval_sends_what_came_meanwhile_in_one_batch() -> None:
     # One batch there with the five actions, one back with the five broadcasts.
     assert kit.store.sent_batches - before == 2
     assert [m["text"] for m in s.far.received("said")] == [str(i) for i in range(5)]
+
+
+def test_an_idle_node_sends_at_once_and_a_busy_one_batches() -> None:
+    kit = cluster()
+    s = split(kit)
+    kit.advance(1)  # idle
+    room = s.far.harness.service
+    before = kit.store.sent_batches
+    room.receive(s.far.player, {"action": "say", "text": "0"})
+    kit.clock.advance(0)  # the end of the turn: it leaves at once, and comes back
+    assert kit.store.sent_batches - before == 2
+    for i in (1, 2, 3):  # three more, each in its own turn, within 2 ms
+        kit.clock.advance(0.0004)
+        room.receive(s.far.player, {"action": "say", "text": str(i)})
+    assert kit.store.sent_batches - before == 2  # not yet: 2 ms after the last batch
+    kit.advance(0.01)
+    assert kit.store.sent_batches - before == 4  # the three there in one, back in one
+    texts = [m["text"] for m in s.far.received("said")]
+    assert texts == ["0", "1", "2", "3"]
