@@ -507,6 +507,17 @@ class RoomService(Service):
             return created.addCallback(lambda host: host.room)
         return created.room
 
+    def readiness(self) -> list[str]:
+        """What keeps this server from taking new players now (empty: ready)."""
+        problems = []
+        if not self.running:
+            problems.append("the room service has not started")
+        if self._stopping:
+            problems.append("shutting down")
+        if self.cluster is not None and not self.cluster.available:
+            problems.append("the cluster store (Redis) is unreachable or the lease is not held")
+        return problems
+
     @property
     def stopping(self) -> bool:
         """Whether the server is shutting down (no new players, no new rooms)."""

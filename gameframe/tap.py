@@ -637,6 +637,7 @@ class GameframeService(MultiService):
         gate: ConnectionGate | None = None,
     ) -> None:
         super().__init__()
+        self.listening = False
         self._clock = clock
         self._shutdown_timeout = shutdown_timeout
         self._room_types = list(rooms)
@@ -675,7 +676,13 @@ class GameframeService(MultiService):
 
         reactor.stop()
 
+    def readiness(self, rooms: RoomService) -> list[str]:
+        """What keeps the server from taking new players (C{GET /readyz}); empty: ready."""
+        problems = [] if self.listening else ["the ports are not all listening yet"]
+        return problems + rooms.readiness()
+
     def _announce(self, listeners: list[Listener]) -> None:
+        self.listening = True
         for listener in listeners:
             address = listener.address()
             if listener.option == "web":
@@ -834,6 +841,6 @@ def makeService(options: Any) -> IService:
         )
         PingService(websocket).setServiceParent(top)
         Listener(
-            "web", options["web"], make_site(rooms, websocket), listen_on("web"), "HTTP, WebSocket"
+            "web", options["web"], make_site(rooms, websocket, lambda: top.readiness(rooms)), listen_on("web"), "HTTP, WebSocket"
         ).setServiceParent(top)
     return top

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from importlib.resources import files
-from typing import Any
+from typing import Any, Callable
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred
@@ -116,11 +116,55 @@ class QuietSite(Site):
         pass
 
 
-def make_site(service: RoomService, websocket: WebSocketGameFactory) -> Site:
-    """The web site: C{/} static demo, C{/rooms}, C{/ws}."""
+class HealthResource(Resource):
+    """C{GET /healthz}: 200 while the process serves HTTP at all (alive)."""
+
+    isLeaf = True
+
+    def render_GET(self, request: Request) -> bytes:
+        request.setHeader(b"content-type", b"application/json")
+        request.setHeader(b"cache-control", b"no-store")
+        return encode({"status": "alive"})
+
+
+class ReadyResource(Resource):
+    """
+    C{GET /readyz}: 200 when the server should get new players, 503 with the
+    reasons when not (still starting, shutting down, in a cluster without Redis).
+    """
+
+    isLeaf = True
+
+    def __init__(self, problems: Callable[[], list[str]]) -> None:
+        super().__init__()
+        self._problems = problems
+
+    def render_GET(self, request: Request) -> bytes:
+        request.setHeader(b"content-type", b"application/json")
+        request.setHeader(b"cache-control", b"no-store")
+        problems = self._problems()
+        if problems:
+            request.setResponseCode(503)
+            return encode({"status": "not ready", "reasons": problems})
+        return encode({"status": "ready"})
+
+
+def make_site(
+    service: RoomService,
+    websocket: WebSocketGameFactory,
+    readiness: Callable[[], list[str]] | None = None,
+) -> Site:
+    """
+    The web site: C{/} static demo, C{/rooms}, C{/ws}, C{/healthz}, C{/readyz}.
+
+    @param readiness: what keeps the server from being ready (by default the
+        RoomService's own L{RoomService.readiness}); empty when ready.
+    """
     root = File(str(STATIC))
     root.putChild(b"ws", GameWebSocketResource(websocket))
     root.putChild(b"rooms", RoomsResource(service))
+    root.putChild(b"healthz", HealthResource())
+    root.putChild(b"readyz", ReadyResource(readiness or service.readiness))
     site = QuietSite(root, reactor=websocket.scheduler.clock)
     site.displayTracebacks = False
     site.request_deadline = websocket.limits.frame_timeout

@@ -9,6 +9,7 @@ import contextlib
 import json
 import signal
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any, Iterator
@@ -258,3 +259,28 @@ def test_restart_redis_mid_game(cluster: Cluster) -> None:
             lambda: room_id in {r["room_id"] for r in lister.request("list")["rooms"]},
         )
 
+
+
+def test_readyz_wants_redis_and_healthz_does_not(redis_server: RunningRedis, tmp_path: Path) -> None:
+    def status(server: RunningServer, path: str) -> tuple[int, dict[str, Any]]:
+        try:
+            with urllib.request.urlopen(server.base_url + path, timeout=10) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read())
+
+    port, web_port = free_port(), free_port()
+    redis_server.stop()  # a node whose Redis is not there
+    server = start_server_at(
+        tmp_path, f"tcp:{port}:interface={HOST}", port,
+        f"tcp:{web_port}:interface={HOST}", web_port,
+        "--redis", redis_server.url, "--node", "lonely",
+    )
+    try:
+        assert status(server, "/healthz") == (200, {"status": "alive"})
+        code, body = status(server, "/readyz")
+        assert code == 503 and any("Redis" in reason for reason in body["reasons"])
+        redis_server.start()
+        retry("ready once Redis is there", lambda: status(server, "/readyz")[0] == 200)
+    finally:
+        stop_process(server.process)

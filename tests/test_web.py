@@ -1,6 +1,8 @@
-"""The HTTP side: a request (the WebSocket upgrade included) must arrive within the frame timeout."""
+"""The HTTP side: a request (the WebSocket upgrade included) must arrive within the frame timeout; health and readiness."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import MemoryReactorClock, StringTransport
@@ -47,3 +49,39 @@ class RequestDeadlineTests(SynchronousTestCase):
         self.channel.dataReceived(b"GET /rooms HTTP/1.1\r\n")
         clock.advance(50)  # under Twisted's own idle timeout (60 s)
         self.assertFalse(transport.disconnecting)
+
+
+class HealthTests(SynchronousTestCase):
+    def get(self, service: RoomService, path: bytes, readiness: Any = None) -> bytes:
+        clock = MemoryReactorClock()
+        websocket = WebSocketGameFactory(service, clock, limits=Limits())
+        site = make_site(service, websocket, readiness)
+        channel = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 5555))
+        transport = StringTransport()
+        channel.makeConnection(transport)
+        channel.dataReceived(b"GET " + path + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+        return transport.value()
+
+    def test_healthz_says_alive(self) -> None:
+        service = RoomService(MemoryReactorClock(), dict(DEMO_ROOMS))
+        reply = self.get(service, b"/healthz")
+        self.assertTrue(reply.startswith(b"HTTP/1.1 200"))
+        self.assertIn(b'{"status":"alive"}', reply)
+
+    def test_readyz_once_started_and_not_while_stopping(self) -> None:
+        service = RoomService(MemoryReactorClock(), dict(DEMO_ROOMS))
+        reply = self.get(service, b"/readyz")
+        self.assertTrue(reply.startswith(b"HTTP/1.1 503"))
+        self.assertIn(b"has not started", reply)
+        service.startService()
+        self.assertTrue(self.get(service, b"/readyz").startswith(b"HTTP/1.1 200"))
+        service.stopService()
+        reply = self.get(service, b"/readyz")
+        self.assertTrue(reply.startswith(b"HTTP/1.1 503"))
+        self.assertIn(b"shutting down", reply)
+
+    def test_readyz_reports_what_the_server_says(self) -> None:
+        service = RoomService(MemoryReactorClock(), dict(DEMO_ROOMS))
+        reply = self.get(service, b"/readyz", lambda: ["the ports are not all listening yet"])
+        self.assertTrue(reply.startswith(b"HTTP/1.1 503"))
+        self.assertIn(b"not all listening", reply)
