@@ -28,6 +28,7 @@ from gameframe._limits import ConnectionGate, Limits, accept_fairly
 from gameframe.protocol import DEFAULT_MAX_FRAME, DEFAULT_MAX_PENDING, GameFactory
 from gameframe.room import Room
 from gameframe.service import RoomService
+from gameframe.logs import LOG_FORMATS, LoggedAs, json_observer
 from gameframe.web import PingService, make_site
 from gameframe.websocket import DEFAULT_PING_INTERVAL, WebSocketGameFactory
 
@@ -412,6 +413,13 @@ class Options(usage.Options):
             _number("shutdown-timeout", float, "seconds", 0, above=True),
         ],
         [
+            "log-format",
+            None,
+            "text",
+            "The log's format: 'text' (twistd's) or 'json' (one JSON object per line: "
+            "time, level, namespace, message, failure), for log shippers.",
+        ],
+        [
             "redis",
             None,
             None,
@@ -502,6 +510,10 @@ class Options(usage.Options):
             ) from None
 
     def postOptions(self) -> None:
+        if self["log-format"] not in LOG_FORMATS:
+            raise usage.UsageError(
+                f"--log-format is one of {', '.join(LOG_FORMATS)}, not {self['log-format']!r}"
+            )
         if self["web"].lower() == "none":
             self["web"] = None
         for name in ("port", "web"):
@@ -757,6 +769,13 @@ def makeService(options: Any) -> IService:
     C{--workers N} (N > 1), the service of a parent that only supervises
     N such servers (L{gameframe.workers}).
     """
+    server = _make_server(options)
+    if options["log-format"] == "json":
+        return LoggedAs(server, json_observer())
+    return server
+
+
+def _make_server(options: Any) -> IService:
     from twisted.internet import reactor
 
     if options["workers"] > 1:

@@ -767,3 +767,25 @@ def test_twistd_bad_cluster_options_are_one_line_on_stderr(tmp_path: Path, args:
     line = one_line(result)
     assert result.returncode == 1
     assert line.startswith("twistd gameframe: --")
+
+
+def test_log_format_json_makes_every_line_of_the_log_one_json_object(tmp_path: Path) -> None:
+    import json
+
+    with running_server(tmp_path, "--log-format", "json") as server:
+        player = server.connect()
+        player.request("join_or_create", room="chat")
+        player.close()
+        text = wait_for_log(server, "gameframe rooms:")
+    lines = [line for line in text.splitlines() if line.strip()]
+    records = [json.loads(line) for line in lines]  # every line is one JSON object
+    messages = [r["message"] for r in records]
+    assert any(m.startswith("twistd ") and "starting up" in m for m in messages)  # twistd's own
+    assert any(m.startswith("gameframe players on ") for m in messages)
+    assert all({"time", "level", "namespace", "message"} <= set(r) for r in records)
+
+
+def test_log_format_must_be_text_or_json() -> None:
+    options = Options()
+    with pytest.raises(usage.UsageError, match="--log-format is one of text, json"):
+        options.parseOptions(["--log-format", "xml"])
