@@ -485,3 +485,18 @@ def test_an_idle_node_sends_at_once_and_a_busy_one_batches() -> None:
     assert kit.store.sent_batches - before == 4  # the three there in one, back in one
     texts = [m["text"] for m in s.far.received("said")]
     assert texts == ["0", "1", "2", "3"]
+
+
+def test_a_fenced_node_answers_its_pending_remote_joins_at_once() -> None:
+    kit = cluster()
+    s = split(kit)
+    node = kit.node(s.other)
+    newcomer = node.connect()
+    node.service.receive(newcomer.player, {"action": "join", "room_id": s.room_id, "id": "j"})
+    node.node._fenced()  # before the room's node answered
+    assert newcomer.last("error") == {
+        "action": "error",
+        "code": "unavailable",
+        "message": "this node lost the cluster: try again",
+        "id": "j",
+    }

@@ -414,6 +414,9 @@ class ClusterNode(Service):
         self._changes.clear()
         self._dirty.clear()
         self._republish = True
+        self._undelivered_drops.clear()  # their nodes dropped those seats already
+        for player_id in list(self._waiting):
+            self._settle(player_id, GameError(UNAVAILABLE, "this node lost the cluster: try again"))
         for player_id in list(self.members):
             self._lose_membership(player_id)
         for stand_in in list(self._stand_ins.values()):
