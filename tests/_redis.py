@@ -71,10 +71,16 @@ class RunningRedis:
                         return
             except OSError:
                 pass
-            if self.process.poll() is not None or time.monotonic() > deadline:
+            if time.monotonic() > deadline:
                 self.stop()
                 raise AssertionError(f"redis-server did not start on {self.port}")
-            time.sleep(0.05)  # a bounded start-up poll, not a timing assertion
+            try:
+                # Pauses between tries, and notices a server that exited.
+                self.process.wait(timeout=0.05)
+            except subprocess.TimeoutExpired:
+                continue
+            self.stop()
+            raise AssertionError(f"redis-server exited at start on {self.port}")
 
     def stop(self) -> None:
         process, self.process = self.process, None

@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import json
 import signal
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -24,6 +23,7 @@ from tests._server import (
     RunningServer,
     free_port,
     start_server_at,
+    poll,
     stop_process,
     wait_for_log,
 )
@@ -99,18 +99,6 @@ def three_nodes(redis: RunningRedis, directory: Path) -> Iterator[Cluster]:
 def cluster(redis_server: RunningRedis, tmp_path: Path) -> Iterator[Cluster]:
     with three_nodes(redis_server, tmp_path) as running:
         yield running
-
-
-def retry(what: str, attempt: Any, timeout: float = NOTICE) -> Any:
-    """Call C{attempt} until it returns something truthy (bounded); that value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = attempt()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout} s")
-        time.sleep(0.1)  # a bounded poll between attempts, not a timing assertion
 
 
 def play(first: LineClient, second: LineClient, cells: list[int]) -> None:
@@ -227,7 +215,8 @@ def test_restart_redis_mid_game(cluster: Cluster) -> None:
     bob.expect("start")
     cluster.redis.stop()
     # The remote player's actions are refused, its seat is kept...
-    reply = retry(
+    reply = poll(
+        cluster.nodes[home],
         "actions across nodes are refused while Redis is away",
         lambda: (r := remote.request("place", cell=8))["action"] == "error"
         and r["code"] == "unavailable" and r,
@@ -245,7 +234,8 @@ def test_restart_redis_mid_game(cluster: Cluster) -> None:
     o = bob if x is alice else alice
     for i, cell in enumerate([0, 3, 1, 4, 2]):
         mover = x if i % 2 == 0 else o
-        reply = retry(
+        reply = poll(
+            cluster.nodes[home],
             "forwarding resumes once Redis is back",
             lambda: (r := mover.request("place", cell=cell)).get("code") != "unavailable" and r,
         )
@@ -254,11 +244,11 @@ def test_restart_redis_mid_game(cluster: Cluster) -> None:
     # Every node's rooms are listed again (once the lister's node is back too:
     # until then it lists its own rooms only).
     with contextlib.closing(cluster.connect("c")) as lister:
-        retry(
+        poll(
+            cluster.nodes["c"],
             "the room is listed from every node again",
             lambda: room_id in {r["room_id"] for r in lister.request("list")["rooms"]},
         )
-
 
 
 def test_readyz_wants_redis_and_healthz_does_not(redis_server: RunningRedis, tmp_path: Path) -> None:
@@ -281,6 +271,6 @@ def test_readyz_wants_redis_and_healthz_does_not(redis_server: RunningRedis, tmp
         code, body = status(server, "/readyz")
         assert code == 503 and any("Redis" in reason for reason in body["reasons"])
         redis_server.start()
-        retry("ready once Redis is there", lambda: status(server, "/readyz")[0] == 200)
+        poll(server, "ready once Redis is there", lambda: status(server, "/readyz")[0] == 200, NOTICE)
     finally:
         stop_process(server.process)
