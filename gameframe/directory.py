@@ -45,9 +45,10 @@ class LocalDirectory:
     def get(self, room_id: str) -> IRoomHandle | None:
         return self._rooms.get(room_id)
 
-    def entry(self, room_id: str) -> dict[str, Any] | None:
-        """A room's stored listing entry (private fields included), if it has one."""
-        return self._entries.get(room_id)
+    def public_entry(self, room_id: str) -> dict[str, Any] | None:
+        """A room's listing entry as clients see it (its node included), if it has one."""
+        entry = self._entries.get(room_id)
+        return None if entry is None else _public(entry, self.node)
 
     def rooms(self, room_type: str | None = None) -> list[IRoomHandle]:
         if room_type is None:

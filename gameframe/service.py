@@ -502,7 +502,7 @@ class RoomService(Service):
         Create a room of type C{name} (from a client's request or the server's
         own code): the Room, or a Deferred of it while C{on_create} runs.
         """
-        created = self._new_host(name, options)
+        created = self.new_host(name, options)
         if isinstance(created, Deferred):
             return created.addCallback(lambda host: host.room)
         return created.room
@@ -527,12 +527,11 @@ class RoomService(Service):
     def new_room_id() -> str:
         return _new_id()
 
-    def new_host(self, name: str, options: Mapping[str, Any], room_id: str) -> Any:
-        """Create a room with a given id (placed here by the cluster): its host, or a Deferred of it."""
-        return self._new_host(name, options, room_id)
-
-    def _new_host(self, name: str, options: Mapping[str, Any], room_id: str | None = None) -> Any:
-        """A running room's host, or a Deferred of it while C{on_create} runs."""
+    def new_host(self, name: str, options: Mapping[str, Any], room_id: str | None = None) -> Any:
+        """
+        Create a room (with a given id when the cluster placed it here): its
+        running host, or a Deferred of it while C{on_create} runs.
+        """
         host = RoomHost(
             self.room_types[name],
             room_id or _new_id(),
@@ -551,7 +550,7 @@ class RoomService(Service):
     def _create_and_seat(
         self, player: Player, name: str, options: dict[str, Any], request_id: Any
     ) -> Any:
-        created = self._new_host(name, options)
+        created = self.new_host(name, options)
         if isinstance(created, Deferred):
             return created.addCallback(
                 lambda host: self._seat_creator(player, host, options, request_id)

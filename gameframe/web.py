@@ -42,14 +42,17 @@ class RoomsResource(Resource):
         if not isinstance(listed, Deferred):
             return encode({"types": types, "rooms": listed})
 
+        gone: list[bool] = []  # the client hung up before the listing came
+        request.notifyFinish().addErrback(lambda _: gone.append(True))
+
         def write(rooms: list[Any]) -> None:
-            if not request.finished and not request._disconnected:
+            if not gone:
                 request.write(encode({"types": types, "rooms": rooms}))
                 request.finish()
 
         def failed(failure: Failure) -> None:
             self.log.failure("GET /rooms failed", failure)
-            if not request.finished and not request._disconnected:
+            if not gone:
                 request.setResponseCode(503)
                 request.finish()
 

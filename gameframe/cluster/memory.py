@@ -6,7 +6,8 @@ multi-node test harness runs on (and the reference the Redis scripts match).
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+import functools
+from typing import Any, Callable, ParamSpec, TypeVar
 
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IReactorTime
@@ -34,6 +35,23 @@ from gameframe.cluster.backend import (
 from gameframe.codec import GameError
 from gameframe.vocabulary import ROOM_FULL, ROOM_LOCKED, ROOM_NOT_FOUND
 
+
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def _answers(method: Callable[P, T]) -> Callable[P, Deferred[T]]:
+    """The store's calls answer with Deferreds, as a remote store's do: what it returns, or raises."""
+
+    @functools.wraps(method)
+    def answer(*args: P.args, **kwargs: P.kwargs) -> Deferred[T]:
+        try:
+            return succeed(method(*args, **kwargs))
+        except Exception as error:
+            return fail(error)
+
+    return answer
 
 
 @implementer(IClusterDirectory, IMembership, INodeBus)
@@ -93,16 +111,16 @@ class MemoryCluster:
 
     # -- membership -------------------------------------------------------------------
 
-    def beat(self, load: NodeLoad, ttl: float, since: float) -> Deferred[Beat]:
-        if self.is_down:
-            return fail(Unavailable("the cluster store is down"))
+    @_answers
+    def beat(self, load: NodeLoad, ttl: float, since: float) -> Beat:
+        self._check()
         if load.node in self._deaths:
-            return fail(Fenced(f"node {load.node} was declared dead"))
+            raise Fenced(f"node {load.node} was declared dead")
         now = self._clock.seconds()
         held = self._leases.get(load.node)
         if held is not None and held[1].token != load.token:
             self._declare_dead(load.node, now)
-            return fail(Fenced(f"another process held the name {load.node}"))
+            raise Fenced(f"another process held the name {load.node}")
         self._leases[load.node] = (now + ttl, load)
         for node, (expiry, _) in list(self._leases.items()):
             if expiry <= now:
@@ -110,12 +128,10 @@ class MemoryCluster:
         for node, when in list(self._deaths.items()):
             if when < now - DEATH_MEMORY:
                 del self._deaths[node]
-        return succeed(
-            Beat(
-                now=now,
-                nodes=tuple(load for _, load in self._leases.values()),
-                deaths=tuple(node for node, when in self._deaths.items() if when >= since),
-            )
+        return Beat(
+            now=now,
+            nodes=tuple(load for _, load in self._leases.values()),
+            deaths=tuple(node for node, when in self._deaths.items() if when >= since),
         )
 
     def _declare_dead(self, node: str, now: float) -> None:
@@ -123,20 +139,17 @@ class MemoryCluster:
         self._deaths[node] = now
         self._clear(node)
 
-    def leave(self, node: str) -> Deferred[None]:
-        if self.is_down:
-            return fail(Unavailable("the cluster store is down"))
+    @_answers
+    def leave(self, node: str) -> None:
+        self._check()
         self._leases.pop(node, None)
         self._clear(node)
-        return succeed(None)
 
     # -- directory ----------------------------------------------------------------------
 
-    def update(self, node: str, changes: list[Change]) -> Deferred[None]:
-        try:
-            self._check_node(node)
-        except Exception as error:
-            return fail(error)
+    @_answers
+    def update(self, node: str, changes: list[Change]) -> None:
+        self._check_node(node)
         for change in changes:
             if isinstance(change, Put):
                 self._put(change.record)
@@ -150,7 +163,6 @@ class MemoryCluster:
                 self._unseat(change.room_id, change.player_id)
             elif isinstance(change, Clear):
                 self._clear(node)
-        return succeed(None)
 
     def _put(self, record: RoomRecord) -> None:
         room_id = record.room_id
@@ -207,71 +219,64 @@ class MemoryCluster:
             created=created,
         )
 
+    @_answers
     def match(
         self, node: str, room_type: str, filter_key: str | None, player_id: str, new_room: RoomRecord
-    ) -> Deferred[Reservation]:
-        try:
-            self._check_node(node)
-        except Exception as error:
-            return fail(error)
+    ) -> Reservation:
+        self._check_node(node)
         if filter_key is not None:
             for room_id in self._open.get((room_type, filter_key), {}):
                 record = self._rooms[room_id]
                 if self._alive(record.node) and self._free_seat(room_id, player_id):
-                    return succeed(self._reservation(record, created=False))
+                    return self._reservation(record, created=False)
         self._put(new_room)
         self._free_seat(new_room.room_id, player_id)
-        return succeed(self._reservation(new_room, created=True))
+        return self._reservation(new_room, created=True)
 
-    def reserve(self, node: str, room_id: str, player_id: str) -> Deferred[Reservation]:
-        try:
-            self._check_node(node)
-        except Exception as error:
-            return fail(error)
+    @_answers
+    def reserve(self, node: str, room_id: str, player_id: str) -> Reservation:
+        self._check_node(node)
         record = self._rooms.get(room_id)
         if record is None or not self._alive(record.node):
-            return fail(GameError(ROOM_NOT_FOUND, f"there is no room {room_id!r}"))
+            raise GameError(ROOM_NOT_FOUND, f"there is no room {room_id!r}")
         if record.locked:
-            return fail(GameError(ROOM_LOCKED, f"room {room_id} is locked"))
+            raise GameError(ROOM_LOCKED, f"room {room_id} is locked")
         if not self._free_seat(room_id, player_id):
-            return fail(GameError(ROOM_FULL, f"room {room_id} is full"))
-        return succeed(self._reservation(record, created=False))
+            raise GameError(ROOM_FULL, f"room {room_id} is full")
+        return self._reservation(record, created=False)
 
-    def seat_of(self, player_id: str) -> Deferred[tuple[str, str] | None]:
-        if self.is_down:
-            return fail(Unavailable("the cluster store is down"))
+    @_answers
+    def seat_of(self, player_id: str) -> tuple[str, str] | None:
+        self._check()
         room_id = self._seat_index.get(player_id)
         record = None if room_id is None else self._rooms.get(room_id)
         if record is None or not self._alive(record.node):
-            return succeed(None)
-        return succeed((record.room_id, record.node))
+            return None
+        return (record.room_id, record.node)
 
-    def listing(self, room_type: str | None) -> Deferred[list[dict[str, Any]]]:
-        if self.is_down:
-            return fail(Unavailable("the cluster store is down"))
+    @_answers
+    def listing(self, room_type: str | None) -> list[dict[str, Any]]:
+        self._check()
         if room_type is None:
             ids: list[str] = [i for of_type in self._by_type.values() for i in of_type]
         else:
             ids = list(self._by_type.get(room_type, {}))
         records = [self._rooms[i] for i in ids]
-        return succeed(
-            [
-                dict(record.entry)
-                for record in records
-                if record.running and not record.private and self._alive(record.node)
-            ]
-        )
+        return [
+            dict(record.entry)
+            for record in records
+            if record.running and not record.private and self._alive(record.node)
+        ]
 
     # -- bus --------------------------------------------------------------------------
 
-    def send(self, node: str, batch: bytes) -> Deferred[None]:
-        if self.is_down:
-            return fail(Unavailable("the cluster store is down"))
+    @_answers
+    def send(self, node: str, batch: bytes) -> None:
+        self._check()
         self.sent_batches += 1
         listener = self._listeners.get(node)
         if listener is not None:
             self._clock.callLater(0, self._deliver, node, listener, batch)
-        return succeed(None)
 
     def _deliver(
         self, node: str, listener: tuple[Callable[[bytes], None], Callable[[], None]], batch: bytes
@@ -279,16 +284,16 @@ class MemoryCluster:
         if self._listeners.get(node) is listener:
             listener[0](batch)
 
+    @_answers
     def listen(
         self, node: str, receive: Callable[[bytes], None], lost: Callable[[], None]
-    ) -> Deferred[None]:
-        if self.is_down:
-            return fail(Unavailable("the cluster store is down"))
+    ) -> None:
+        self._check()
         self._listeners[node] = (receive, lost)
-        return succeed(None)
 
-    def close(self) -> Deferred[None]:
-        return succeed(None)
+    @_answers
+    def close(self) -> None:
+        pass
 
     def forget(self, node: str) -> None:
         """Stop delivering to C{node} (its process died)."""

@@ -508,15 +508,12 @@ class ClusterNode(Service):
         return self.local.room_of(player_id)
 
     def _record(self, room: Any) -> RoomRecord:
-        entry = self.local.entry(room.room_id) or room.describe()
-        public = {k: v for k, v in entry.items() if k not in ("joinable", "listed")}
-        public["node"] = self.node_id
         room_class = type(room.room)
         return RoomRecord(
             room_id=room.room_id,
             room_type=room.room_type,
             node=self.node_id,
-            entry=public,
+            entry=self.local.public_entry(room.room_id) or {},
             options=room.options,
             filter_key=filter_key(room_class.filter_by, room.options),
             max_players=room.room.max_players,
