@@ -1,0 +1,11 @@
+"""Saved rooms and player storage: the interfaces and their backends (memory, SQLite, Redis)."""
+
+from gameframe.store.base import (
+    ABSENT,
+    IPlayerStorage,
+    IRoomStore,
+    SavedRoom,
+    VersionConflict,
+)
+
+__all__ = ["ABSENT", "IPlayerStorage", "IRoomStore", "SavedRoom", "VersionConflict"]

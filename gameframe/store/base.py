@@ -1,0 +1,132 @@
+"""
+What gameframe keeps between runs: saved rooms (snapshots) and player
+storage, behind two interfaces with one contract each. Backends: memory
+(tests; lost on restart), SQLite (one machine) and Redis (a cluster).
+
+Every call returns a Deferred; a backend never blocks the reactor.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Union
+
+import attrs
+from zope.interface import Interface
+
+# A version string meaning "only if there is no object yet" in a player-storage write.
+ABSENT = "*"
+
+Version = Union[str, None]
+
+
+class VersionConflict(Exception):
+    """
+    A player-storage write or delete named a version the object does not
+    have (or C{"*"} and the object exists): someone else wrote it first.
+    """
+
+    def __init__(self, owner: str, collection: str, key: str, wanted: str | None) -> None:
+        super().__init__(
+            f"{owner}/{collection}/{key}: version {wanted!r} is not the stored one"
+        )
+        self.owner = owner
+        self.collection = collection
+        self.key = key
+        self.wanted = wanted
+
+
+@attrs.frozen
+class SavedRoom:
+    """
+    One room as saved: opaque bytes the engine encodes (the author's snapshot
+    and the engine's seats), the node that owns it now (C{""}: released by a
+    graceful stop, for any node to claim), and a version that only grows.
+    """
+
+    room_id: str
+    room_type: str
+    node: str
+    version: int
+    data: bytes
+
+
+class IRoomStore(Interface):
+    """
+    Where rooms are saved so they outlive their process. Writes are atomic
+    per room. A node may write only rooms it owns (or new ones): after
+    another node claimed a room, the old owner's writes are refused, so a
+    node cut off from the others cannot overwrite what came after it.
+    """
+
+    def save(room: SavedRoom) -> Any:
+        """
+        Store C{room} if no room of that id is saved, or the saved one is
+        owned by C{room.node} (or released, C{""}) and has a lower version.
+        A Deferred of L{True} if stored, L{False} if refused (owned by
+        another node, or not newer).
+        """
+
+    def release(room_id: str, node: str) -> Any:
+        """
+        Mark a room C{node} owns as owned by no node (a graceful stop): any
+        node may claim it. A Deferred of whether it was C{node}'s.
+        """
+
+    def delete(room_id: str, node: str) -> Any:
+        """The room was disposed: forget it if C{node} owns it. A Deferred of whether it did."""
+
+    def claim(node: str, owners: Iterable[str] | None = None) -> Any:
+        """
+        Take over saved rooms: every room owned by one of C{owners} (C{""}
+        for released rooms; L{None}: every room not owned by C{node})
+        becomes C{node}'s, atomically per room (two nodes claiming at once
+        never both get one). A Deferred of the L{SavedRoom}s now C{node}'s,
+        with C{node} set.
+        """
+
+    def load(room_id: str) -> Any:
+        """A Deferred of the saved room, or L{None}."""
+
+    def close() -> Any:
+        """Let go of connections and threads: a Deferred that fires once done."""
+
+
+class IPlayerStorage(Interface):
+    """
+    Objects owned by a string (usually the authenticated identity), grouped
+    in collections and keyed, each with a version string that changes on
+    every write. Values are anything JSON can hold.
+    """
+
+    def read(owner: str, collection: str, key: str) -> Any:
+        """A Deferred of C{(value, version)}, or L{None} if there is no such object."""
+
+    def write(
+        owner: str, collection: str, key: str, value: Any, version: Version = None
+    ) -> Any:
+        """
+        Write one object: a Deferred of its new version. C{version=None}
+        writes whatever is there; C{"*"} only if there is no object yet;
+        any other version only if it is the stored one. Otherwise it fails
+        with L{VersionConflict} and nothing is written.
+        """
+
+    def write_many(writes: Iterable[tuple[Any, ...]]) -> Any:
+        """
+        Several writes in one transaction, each C{(owner, collection, key,
+        value)} or C{(owner, collection, key, value, version)}: a Deferred of
+        their new versions in order. If any version does not match, nothing
+        is written and it fails with L{VersionConflict}.
+        """
+
+    def list(owner: str, collection: str) -> Any:
+        """A Deferred of C{[(key, value, version), ...]} in the collection, sorted by key."""
+
+    def delete(owner: str, collection: str, key: str, version: Version = None) -> Any:
+        """
+        Delete one object (C{version}: only if it is the stored one, else
+        L{VersionConflict}): a Deferred of whether there was one.
+        """
+
+    def close() -> Any:
+        """Let go of connections and threads: a Deferred that fires once done."""
