@@ -9,6 +9,7 @@ from gameframe.player import Player
 from gameframe.protocol import GameFactory, GameProtocol
 from gameframe.room import Room
 from gameframe.service import RoomService
+from gameframe.store.base import VersionConflict
 
 __all__ = [
     "GameError",
@@ -21,6 +22,7 @@ __all__ = [
     "Player",
     "Room",
     "RoomService",
+    "VersionConflict",
     "__version__",
     "action",
 ]

@@ -17,6 +17,7 @@ EXPECTED = [
     "Player",
     "Room",
     "RoomService",
+    "VersionConflict",
     "__version__",
     "action",
 ]
@@ -44,6 +45,7 @@ def test_exports_are_the_real_things() -> None:
     from gameframe.protocol import GameFactory, GameProtocol
     from gameframe.room import Room
     from gameframe.service import RoomService
+    from gameframe.store.base import VersionConflict
 
     assert gameframe.Room is Room
     assert gameframe.RoomService is RoomService
@@ -53,4 +55,5 @@ def test_exports_are_the_real_things() -> None:
     assert gameframe.GameError is GameError
     assert gameframe.IPlayerLink is IPlayerLink
     assert gameframe.action is action
+    assert gameframe.VersionConflict is VersionConflict
     assert isinstance(gameframe.__version__, str) and gameframe.__version__

@@ -7,5 +7,14 @@ from gameframe.store.base import (
     SavedRoom,
     VersionConflict,
 )
+from gameframe.store.memory import MemoryPlayerStorage, MemoryRoomStore
 
-__all__ = ["ABSENT", "IPlayerStorage", "IRoomStore", "SavedRoom", "VersionConflict"]
+__all__ = [
+    "ABSENT",
+    "IPlayerStorage",
+    "IRoomStore",
+    "MemoryPlayerStorage",
+    "MemoryRoomStore",
+    "SavedRoom",
+    "VersionConflict",
+]

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any, Iterable, Union
 
 import attrs
+import orjson
 from zope.interface import Interface
 
 # A version string meaning "only if there is no object yet" in a player-storage write.
@@ -130,3 +131,66 @@ class IPlayerStorage(Interface):
 
     def close() -> Any:
         """Let go of connections and threads: a Deferred that fires once done."""
+
+
+# -- helpers every backend shares -------------------------------------------------------
+
+
+def version_matches(stored: str | None, wanted: Version) -> bool:
+    """Whether an object at version C{stored} (L{None}: absent) may be written as C{wanted} asks."""
+    if wanted is None:
+        return True
+    if wanted == ABSENT:
+        return stored is None
+    return stored == wanted
+
+
+def encode_value(value: Any) -> bytes:
+    """A player-storage value as JSON; L{TypeError} for what JSON cannot hold."""
+    try:
+        return orjson.dumps(value)
+    except TypeError as error:  # orjson.JSONEncodeError is one
+        raise TypeError(f"player storage keeps JSON values only: {error}") from None
+
+
+def decode_value(data: bytes | str) -> Any:
+    """A player-storage value back from its JSON."""
+    return orjson.loads(data)
+
+
+@attrs.frozen
+class Write:
+    """One write of a L{IPlayerStorage.write_many} batch, its shape checked."""
+
+    owner: str
+    collection: str
+    key: str
+    value: Any
+    version: Version = None
+
+    def check(self, stored: str | None) -> None:
+        """Raise L{VersionConflict} unless the object, at version C{stored}, may be written."""
+        if not version_matches(stored, self.version):
+            raise VersionConflict(self.owner, self.collection, self.key, self.version)
+
+
+def writes_of(writes: Iterable[tuple[Any, ...]]) -> list[Write]:
+    """
+    The C{(owner, collection, key, value[, version])} tuples of a batch as
+    L{Write}s: L{ValueError} or L{TypeError} for one of another shape.
+    """
+    checked = []
+    for write in writes:
+        if not isinstance(write, (tuple, list)) or len(write) not in (4, 5):
+            raise ValueError(
+                f"a write is (owner, collection, key, value[, version]), not {write!r}"
+            )
+        owner, collection, key = write[:3]
+        version = write[4] if len(write) == 5 else None
+        for name, text in (("owner", owner), ("collection", collection), ("key", key)):
+            if not isinstance(text, str):
+                raise TypeError(f"a write's {name} is a string, not {text!r}")
+        if version is not None and not isinstance(version, str):
+            raise TypeError(f"a version is a string or None, not {version!r}")
+        checked.append(Write(owner, collection, key, write[3], version))
+    return checked
