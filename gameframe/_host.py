@@ -19,12 +19,15 @@ from zope.interface import implementer
 from gameframe._actions import ActionSpec, actions_of
 from gameframe._async import call
 from gameframe._bucket import TokenBucket
+from gameframe._saving import SAVE_FORMAT, RoomSaver
 from gameframe._lifecycle import ROOM_MOVES, SEAT_MOVES, Lifecycle, RoomPhase, SeatPhase
 from gameframe._sync import StateSync
 from gameframe._timers import Metronome, RoomClock
 from gameframe.codec import GameError, encode
 from gameframe.interfaces import IPlayerLink, IRoomDirectory, IRoomHandle
 from gameframe.player import Player
+from gameframe.store.base import IPlayerStorage
+from gameframe.store.memory import MemoryPlayerStorage
 from gameframe.vocabulary import (
     INTERNAL_ERROR,
     INVALID_TOKEN,
@@ -103,9 +106,11 @@ class RoomHost:
         metronome: Callable[[float], Metronome],
         directory: IRoomDirectory,
         stopwatch: Stopwatch = time.perf_counter,
+        storage: IPlayerStorage | None = None,
     ) -> None:
         self.room_id = room_id
         self.room_type = room_type
+        self.storage: IPlayerStorage = storage if storage is not None else MemoryPlayerStorage()
         self.options = options
         self.clock = RoomClock(clock, self)
         self.life: Lifecycle[RoomPhase] = Lifecycle(RoomPhase.CREATING, ROOM_MOVES)
@@ -128,6 +133,8 @@ class RoomHost:
         self._stopwatch = stopwatch
         self._actions: dict[str, ActionSpec] = actions_of(room_class)
         self.sync = StateSync(self._view_of)
+        # Keeps the room's saved copy in the room store (None: no store).
+        self.saver: RoomSaver | None = None
         self.tick_rate: float | None = room_class.tick_rate
         self.patch_rate: float | None = room_class.patch_rate
         room = room_class.__new__(room_class)
@@ -148,13 +155,26 @@ class RoomHost:
     def running(self) -> bool:
         return self.life.phase is RoomPhase.RUNNING
 
-    def create(self) -> Any:
-        """Run C{on_create}: L{None} when running, or a Deferred; raises if it failed."""
+    def create(self, saved: Mapping[str, Any] | None = None, grace: float = 0.0) -> Any:
+        """
+        Run C{on_create}: L{None} when running, or a Deferred; raises if it failed.
+
+        @param saved: a saved room (L{saved}'s value) to bring back: after
+            C{on_create}, the room's C{restore} gets its snapshot, and every
+            saved seat is held for C{grace} seconds for its player's
+            C{reconnect}.
+        """
         self._directory.register(self)
 
         def ready(_: object = None) -> None:
             if self.life.phase is not RoomPhase.CREATING:
                 raise GameError(ROOM_NOT_FOUND, f"room {self.room_id} closed while created")
+            if saved is not None:
+                try:
+                    self._restore(saved, grace)
+                except BaseException:
+                    self.dispose(LEFT_DISPOSED)
+                    raise
             self.life.move(RoomPhase.RUNNING)
             self.set_tick_rate(self.tick_rate)
             self.set_patch_rate(self.patch_rate)
@@ -181,6 +201,85 @@ class RoomHost:
             return succeed(None)
         return self._hook(self.room.on_shutdown)
 
+    def suspend(self) -> Deferred[None]:
+        """
+        The server is stopping with a room store: save the room one last
+        time and stop it, without C{left}, C{on_leave} or C{on_dispose}: its
+        players keep their seats (and tokens) in the saved room. Fires once
+        the store has the room.
+        """
+        if self.life.phase is not RoomPhase.RUNNING:
+            return succeed(None)
+        saved = self.saver.final() if self.saver is not None else succeed(None)
+        self.life.move(RoomPhase.SUSPENDED)
+        self._stop_timers()
+        for seat in self._seats.values():
+            seat.cancel_hold()
+        self._directory.unregister(self)
+        self.log.info("{room} saved and suspended", room=self)
+        return saved
+
+    def saved(self) -> dict[str, Any]:
+        """
+        The room as the store keeps it: the author's C{snapshot()} and the
+        engine's part (the options, the seats with their players' ids,
+        identities, data and tokens, and the state streams' C{seq}).
+        """
+        room = self.room
+        held = (SeatPhase.SEATED, SeatPhase.DROPPED)
+        return {
+            "format": SAVE_FORMAT,
+            "room_type": self.room_type,
+            "options": self.options,
+            "snapshot_version": type(room).snapshot_version,
+            "room": room.snapshot(),
+            "seats": [
+                {
+                    "id": seat.player.id,
+                    "token": seat.token,
+                    "data": seat.player.data,
+                    "user": seat.player.user,
+                    "auth": seat.player.auth,
+                }
+                for seat in self._seats.values()
+                if seat.phase in held
+            ],
+            "views": self.sync.sequences(),
+        }
+
+    def _restore(self, saved: Mapping[str, Any], grace: float) -> None:
+        """Bring back a saved room's snapshot and seats (each held C{grace} seconds)."""
+        room = self.room
+        snapshot = saved["room"]
+        version = saved.get("snapshot_version", 1)
+        if version != type(room).snapshot_version:
+            snapshot = room.migrate(snapshot, version)
+        room.restore(snapshot)
+        self.sync.resume(saved.get("views", ()))
+        for record in saved.get("seats", ()):
+            player = Player(
+                id=record["id"],
+                room=room,
+                data=record.get("data") or {},
+                user=record.get("user"),
+                auth=record.get("auth"),
+            )
+            seat = Seat(player, token=record["token"])
+            seat.life.move(SeatPhase.SEATED)
+            seat.life.move(SeatPhase.DROPPED)
+            self._seats[player.id] = seat
+            self.players[player.id] = player
+            player.hold(room.max_held_messages)
+            seat.hold_timer = self.clock.callLater(grace, self._hold_expired, seat)
+            self._directory.seat(player.id, self.room_id)
+        self.log.info(
+            "{room} restored (snapshot version {version}, {seats} seats held {grace:g} s)",
+            room=self,
+            version=version,
+            seats=len(self._seats),
+            grace=grace,
+        )
+
     def dispose(self, reason: str) -> Deferred[None]:
         """Every player leaves with C{reason}, timers stop, C{on_dispose} runs."""
         if not self.life.can_move(RoomPhase.DISPOSING):
@@ -194,13 +293,9 @@ class RoomHost:
             for seat in seats
             if self._remove(seat)
         ]
-        for name in list(self._beats):
-            self._stop_beat(name)
-        for loop in self._loops:
-            if loop.running:
-                loop.stop()
-        self._loops.clear()
-        self.clock.cancel_all()
+        self._stop_timers()
+        if self.saver is not None:
+            self.saver.forget()
         self._directory.unregister(self)
         self.log.info("{room} disposed ({reason})", room=self, reason=reason)
 
@@ -211,6 +306,16 @@ class RoomHost:
             self.life.move(RoomPhase.DISPOSED)
 
         return Deferred.fromCoroutine(finish())
+
+    def _stop_timers(self) -> None:
+        """Ticks, patches, the room's loops and every call on its clock stop."""
+        for name in list(self._beats):
+            self._stop_beat(name)
+        for loop in self._loops:
+            if loop.running:
+                loop.stop()
+        self._loops.clear()
+        self.clock.cancel_all()
 
     def dispose_if_empty(self) -> None:
         """Dispose the room if no one is in it (and it disposes when empty)."""
@@ -474,6 +579,8 @@ class RoomHost:
         player.discard_held()
         self.sync.unsubscribe(player)
         self._directory.unseat(player.id, self.room_id)
+        if self.saver is not None and had_joined:
+            self.saver.soon()
         return had_joined
 
     def _welcome(self, seat: Seat, request_id: Any) -> None:
@@ -481,6 +588,8 @@ class RoomHost:
         player = seat.player
         seat.token = secrets.token_urlsafe(18)  # 144 bits
         self._directory.seat(player.id, self.room_id)
+        if self.saver is not None:
+            self.saver.soon()  # the saved room must know the new token
         reply: Message = {
             "action": "joined",
             "room": self.room_type,

@@ -17,6 +17,9 @@ class RoomPhase(enum.Enum):
     RUNNING = "running"  # open for players, ticking
     DISPOSING = "disposing"  # players told, on_leave/on_dispose running
     DISPOSED = "disposed"
+    # The server stopped with a store: saved for the next run, not disposed
+    # (no on_leave, no on_dispose; the seats live on in the saved room).
+    SUSPENDED = "suspended"
 
 
 class SeatPhase(enum.Enum):
@@ -28,9 +31,10 @@ class SeatPhase(enum.Enum):
 
 ROOM_MOVES: Mapping[RoomPhase, frozenset[RoomPhase]] = {
     RoomPhase.CREATING: frozenset({RoomPhase.RUNNING, RoomPhase.DISPOSING}),
-    RoomPhase.RUNNING: frozenset({RoomPhase.DISPOSING}),
+    RoomPhase.RUNNING: frozenset({RoomPhase.DISPOSING, RoomPhase.SUSPENDED}),
     RoomPhase.DISPOSING: frozenset({RoomPhase.DISPOSED}),
     RoomPhase.DISPOSED: frozenset(),
+    RoomPhase.SUSPENDED: frozenset(),
 }
 
 SEAT_MOVES: Mapping[SeatPhase, frozenset[SeatPhase]] = {

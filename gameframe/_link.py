@@ -427,8 +427,11 @@ class BufferedLink:
         self._buffered = buffered
         self._out.append(data)
 
-    def close(self, code: str, message: str) -> None:
-        self._close_with(disconnect_message(code, message))
+    def close(self, code: str, message: str, retry: bool = False) -> None:
+        if retry:
+            self._close_with(disconnect_message(code, message, retry=True))
+        else:
+            self._close_with(disconnect_message(code, message))
 
     def _close_with(self, message: Mapping[str, Any]) -> None:
         if self._closing:

@@ -39,6 +39,8 @@ class StateSync:
         self._view_state = view_state
         self._views: dict[Hashable, _View] = {}
         self._keys: dict[str, Hashable] = {}  # player id -> view key
+        # A restored room's streams: where each view's seq goes on from.
+        self._resume: dict[Hashable, int] = {}
 
     def subscribe(
         self, player: Player, key: Hashable, state: Any, request_id: Any = None
@@ -54,6 +56,7 @@ class StateSync:
         view = self._views.get(key)
         if view is None:
             view = self._views[key] = _View(self._view_state(key, to_tree(state)))
+            view.seq = self._resume.pop(key, 0)
         view.members[player.id] = player
         view.behind.discard(player.id)  # this full state catches it up
         self._keys[player.id] = key
@@ -61,6 +64,21 @@ class StateSync:
         if request_id is not None:
             message["id"] = request_id
         return encode(message)
+
+    def sequences(self) -> list[list[Any]]:
+        """
+        Each view's C{[key, seq]} (keys JSON can hold), the ones not
+        resumed yet included: what a saved room keeps so that, restored,
+        its streams go on counting rather than start over.
+        """
+        found = dict(self._resume)
+        found.update((key, view.seq) for key, view in self._views.items())
+        return [[key, seq] for key, seq in found.items() if _plain(key)]
+
+    def resume(self, sequences: Any) -> None:
+        """Go on from saved C{[key, seq]} pairs (lists in keys come back as tuples)."""
+        for key, seq in sequences:
+            self._resume[_hashable(key)] = seq
 
     def unsubscribe(self, player: Player) -> None:
         if player.id not in self._keys:
@@ -123,3 +141,14 @@ class StateSync:
                 link.send_encoded(full)
             elif patch:
                 link.send_encoded(patch)
+
+
+def _plain(key: Any) -> bool:
+    """Whether a view key survives JSON (None, str, int, float, bool, tuples of them)."""
+    if isinstance(key, tuple):
+        return all(_plain(part) for part in key)
+    return key is None or type(key) in (str, int, float, bool)
+
+
+def _hashable(key: Any) -> Hashable:
+    return tuple(_hashable(part) for part in key) if isinstance(key, list) else key

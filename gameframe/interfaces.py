@@ -34,9 +34,11 @@ class IPlayerLink(Interface):
         Broadcasts encode once and hand the same bytes to every link.
         """
 
-    def close(code: str, message: str) -> None:
+    def close(code: str, message: str, retry: bool = False) -> None:
         """
         Tell the peer why with a final C{disconnect} message, then close.
+        C{retry}: the message says C{"retry": true} (the server is
+        restarting and the player's seat is kept: reconnect with the token).
         """
 
 

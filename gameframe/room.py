@@ -11,11 +11,13 @@ from twisted.logger import Logger
 from gameframe._actions import register_actions
 from gameframe._lifecycle import RoomPhase
 from gameframe._timers import RoomClock
+from gameframe.jsonpatch import to_tree
 from gameframe.player import Player
 from gameframe.vocabulary import LEFT_DISPOSED, LEFT_KICKED
 
 if TYPE_CHECKING:
     from gameframe._host import RoomHost
+    from gameframe.store.base import IPlayerStorage
 
 
 class Room:
@@ -38,6 +40,11 @@ class Room:
         C{reconnect} (0: it leaves at once); see L{on_drop}.
     @cvar max_held_messages: messages kept for a dropped player (oldest
         dropped first).
+    @cvar snapshot_interval: with a room store (C{--store}), seconds between
+        saves of the room (0: only when the server stops; it is also saved
+        soon after every join, reconnect and leave).
+    @cvar snapshot_version: the shape of what L{snapshot} returns; raise it
+        when the shape changes, and L{migrate} gets older snapshots.
 
     What a room has once it runs: C{room_id}, C{room_type}, C{clock} (the
     injected clock; everything scheduled on it is cancelled on dispose),
@@ -58,6 +65,8 @@ class Room:
     patch_rate: ClassVar[float | None] = 0.05
     reconnect_timeout: ClassVar[float] = 0
     max_held_messages: ClassVar[int] = 100
+    snapshot_interval: ClassVar[float] = 5.0
+    snapshot_version: ClassVar[int] = 1
 
     log = Logger()
     state: Any = None
@@ -90,6 +99,15 @@ class Room:
     @property
     def clock(self) -> RoomClock:
         return self.__host.clock
+
+    @property
+    def storage(self) -> IPlayerStorage:
+        """
+        Player storage (profiles, inventories, progress, ratings): versioned
+        objects by owner, collection and key, kept in the server's store
+        (in memory without C{--store}). See L{IPlayerStorage}.
+        """
+        return self.__host.storage
 
     @property
     def players(self) -> Mapping[str, Player]:
@@ -196,6 +214,61 @@ class Room:
         see. Return a new tree (or C{tree} itself); do not mutate C{tree}.
         """
         return tree
+
+    def snapshot(self) -> Any:
+        """
+        What to save of the room (with a room store): a value JSON can hold.
+        By default the state as a plain tree (as clients see it), the
+        metadata, and whether the room is locked or private. The engine saves
+        the rest itself: the options, the seats (player ids, identities,
+        C{player.data}, tokens) and the state streams' C{seq}.
+
+        Override it (and L{restore}) to keep what lives outside C{state}, or
+        fields whose names start with C{_} (a plain tree leaves them out).
+        """
+        state = self.state
+        return {
+            "state": None if state is None else to_tree(state),
+            "metadata": dict(self.metadata),
+            "locked": self.__host.locked_by_author,
+            "private": self.private,
+        }
+
+    def restore(self, snapshot: Any) -> None:
+        """
+        Bring the room back from what L{snapshot} returned, after a restart
+        or on another node. It runs after C{on_create} (with the options the
+        room was created with) and before any player is back; the saved
+        seats are held for their players' C{reconnect}.
+
+        By default it sets C{state} back to the saved plain tree and restores
+        the metadata, lock and privacy. A room whose state is made of attrs
+        classes (or dataclasses) rebuilds them here, e.g.::
+
+            def restore(self, snapshot):
+                super().restore(snapshot)
+                self.state = ArenaState(
+                    players={pid: Avatar(**a) for pid, a in snapshot["state"]["players"].items()}
+                )
+
+        Timers the room had (C{every}, C{clock.callLater}) are not saved:
+        start them again here.
+        """
+        self.state = snapshot.get("state")
+        metadata = snapshot.get("metadata")
+        if metadata:
+            self.set_metadata(**metadata)
+        if snapshot.get("locked"):
+            self.lock()
+        self.private = bool(snapshot.get("private", False))
+
+    def migrate(self, snapshot: Any, version: int) -> Any:
+        """
+        Turn a snapshot saved by an older release (its C{snapshot_version}
+        was C{version}) into the current shape, before L{restore} gets it.
+        By default it is returned as it is.
+        """
+        return snapshot
 
     # -- what authors call -------------------------------------------------
 

@@ -7,14 +7,16 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
+import orjson
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.defer import Deferred, DeferredList, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from gameframe._async import call, settled
 from gameframe._host import RoomHost, Stopwatch
+from gameframe._saving import RoomSaver, SnapshotObserver
 from gameframe._timers import Metronome
 from gameframe._version import __version__
 from gameframe.codec import GameError, encode
@@ -22,6 +24,8 @@ from gameframe.directory import LocalDirectory
 from gameframe.interfaces import IPlayerLink, IRoomDirectory, IRoomHandle
 from gameframe.player import Player
 from gameframe.room import Room
+from gameframe.store.base import IPlayerStorage, IRoomStore, SavedRoom
+from gameframe.store.memory import MemoryPlayerStorage
 from gameframe.vocabulary import (
     ALREADY_IN_ROOM,
     FORWARDED_LOBBY_ACTIONS,
@@ -61,6 +65,8 @@ Authenticator = Callable[[str], Any]
 
 # Messages one connection may have waiting behind a request still running.
 MAX_QUEUED = 1000
+# Seconds a restored room holds every seat for its player's reconnect (--restore-grace).
+DEFAULT_RESTORE_GRACE = 60.0
 
 __all__ = ["MAX_QUEUED", "SERVER_SHUTDOWN", "RoomService"]
 
@@ -91,6 +97,14 @@ class RoomService(Service):
     @param cluster: this process's L{ClusterNode} when it is one node of a
         cluster: rooms are found, listed and placed across every node, and
         the actions of players whose room runs elsewhere are forwarded there.
+    @param store: where rooms are saved (C{--store}): they are saved while
+        they run, kept through a graceful stop (players get C{disconnect}
+        C{server_shutdown} with C{"retry": true} instead of C{left}), and
+        restored when the service starts. L{None}: nothing is saved.
+    @param storage: player storage (L{Room.storage}); in memory by default.
+    @param restore_grace: seconds every restored seat is held for its
+        player's C{reconnect}, whatever the room's own C{on_drop} says.
+    @param on_snapshot: told each saved snapshot's duration and size.
     """
 
     log = Logger()
@@ -107,8 +121,20 @@ class RoomService(Service):
         stopwatch: Stopwatch = time.perf_counter,
         node: str = "local",
         cluster: ClusterNode | None = None,
+        store: IRoomStore | None = None,
+        storage: IPlayerStorage | None = None,
+        restore_grace: float = DEFAULT_RESTORE_GRACE,
+        on_snapshot: SnapshotObserver | None = None,
     ) -> None:
         self._clock = clock
+        self._node = node
+        self._owner = f"{node}.{secrets.token_hex(4)}"
+        self.store = store
+        self.storage: IPlayerStorage = storage if storage is not None else MemoryPlayerStorage()
+        self.restore_grace = restore_grace
+        self._on_snapshot = on_snapshot
+        # Fires once the saved rooms are back (at once without a store).
+        self.restored: Deferred[None] = Deferred()
         self._stopwatch = stopwatch
         self._authenticate = authenticate
         self._require_auth = require_auth
@@ -527,11 +553,19 @@ class RoomService(Service):
     def new_room_id() -> str:
         return _new_id()
 
-    def new_host(self, name: str, options: Mapping[str, Any], room_id: str | None = None) -> Any:
+    def new_host(
+        self,
+        name: str,
+        options: Mapping[str, Any],
+        room_id: str | None = None,
+        saved: SavedRoom | None = None,
+    ) -> Any:
         """
-        Create a room (with a given id when the cluster placed it here): its
-        running host, or a Deferred of it while C{on_create} runs.
+        Create a room (with a given id when the cluster placed it here, or
+        back from the store when C{saved}): its running host, or a Deferred
+        of it while C{on_create} runs.
         """
+        restoring = None if saved is None else orjson.loads(saved.data)
         host = RoomHost(
             self.room_types[name],
             room_id or _new_id(),
@@ -541,11 +575,90 @@ class RoomService(Service):
             self._metronome,
             self.directory,
             self._stopwatch,
+            self.storage,
         )
-        result = host.create()
+        result = host.create(restoring, self.restore_grace)
+
+        def running(_: object = None) -> RoomHost:
+            if self.store is not None:
+                host.saver = RoomSaver(
+                    host,
+                    self.store,
+                    self.owner,
+                    self._clock,
+                    host.room.snapshot_interval,
+                    version=0 if saved is None else saved.version,
+                    observe=self._on_snapshot,
+                )
+                host.saver.soon()
+            return host
+
         if isinstance(result, Deferred):
-            return result.addCallback(lambda _: host)
-        return host
+            return result.addCallback(running)
+        return running()
+
+    @property
+    def owner(self) -> str:
+        """
+        Whose rooms the room store says are this process's: in a cluster the
+        node's id; else the node name and a token of this process, so a
+        restarted server (same name or not) claims every room of the last run.
+        """
+        return self.cluster.node_id if self.cluster is not None else self._owner
+
+    # -- saved rooms ------------------------------------------------------------
+
+    def startService(self) -> None:
+        super().startService()
+        if self.store is None or self.cluster is not None:
+            # In a cluster the node claims saved rooms once it is in (ClusterNode).
+            self.restored.callback(None)
+            return
+        # One process: every saved room is this server's.
+        self.restore_claimed(self.store.claim(self.owner)).chainDeferred(self.restored)
+
+    def restore_claimed(self, claimed: Deferred[list[SavedRoom]]) -> Deferred[None]:
+        """Bring back the rooms a claim on the store returned (a failed one is logged and kept)."""
+
+        async def restore_all() -> None:
+            try:
+                rooms = await claimed
+            except Exception:
+                self.log.failure("the saved rooms cannot be read from the room store")
+                return
+            for saved in rooms:
+                await self.restore_room(saved)
+
+        return Deferred.fromCoroutine(restore_all())
+
+    def restore_room(self, saved: SavedRoom) -> Deferred[None]:
+        """Run one saved room again, with its id and seats; a failure is logged, the room stays saved."""
+
+        def failed(failure: Failure) -> None:
+            self.log.failure(
+                "saved room {room_id} ({room_type}) cannot be restored; it stays in the store",
+                failure,
+                room_id=saved.room_id,
+                room_type=saved.room_type,
+            )
+
+        if saved.room_type not in self.room_types:
+            self.log.error(
+                "saved room {room_id} is of type {room_type}, which this server does not "
+                "serve; it stays in the store",
+                room_id=saved.room_id,
+                room_type=saved.room_type,
+            )
+            return succeed(None)
+        try:
+            options = orjson.loads(saved.data).get("options", {})
+            created = self.new_host(saved.room_type, options, saved.room_id, saved)
+        except Exception:
+            failed(Failure())
+            return succeed(None)
+        if isinstance(created, Deferred):
+            return created.addCallbacks(lambda _: None, failed)
+        return succeed(None)
 
     def _create_and_seat(
         self, player: Player, name: str, options: dict[str, Any], request_id: Any
@@ -593,17 +706,31 @@ class RoomService(Service):
 
         async def stop() -> None:
             await self._within(deadline, [h.shutdown() for h in hosts()], "on_shutdown")
-            await self._within(
-                deadline, [h.dispose(LEFT_SHUTDOWN) for h in hosts()], "on_leave/on_dispose"
-            )
+            if self.store is not None:
+                # Saved for the next run: no left; the seats and tokens stay good.
+                await self._within(deadline, [h.suspend() for h in hosts()], "saving the rooms")
+            else:
+                await self._within(
+                    deadline, [h.dispose(LEFT_SHUTDOWN) for h in hosts()], "on_leave/on_dispose"
+                )
             for player in list(self.players.values()):
                 if player.link is not None:
-                    player.link.close(SERVER_SHUTDOWN, "the server is shutting down")
+                    self._close_for_shutdown(player.link)
             # Rooms created while the first ones were going (a slow on_dispose).
             for host in hosts():
                 host.dispose(LEFT_SHUTDOWN)
 
         return Deferred.fromCoroutine(stop())
+
+    def _close_for_shutdown(self, link: IPlayerLink) -> None:
+        if self.store is None:
+            link.close(SERVER_SHUTDOWN, "the server is shutting down")
+        else:
+            link.close(
+                SERVER_SHUTDOWN,
+                "the server is restarting: reconnect with your token",
+                retry=True,
+            )
 
     def _within(self, deadline: float, waiting: list[Deferred[None]], what: str) -> Deferred[None]:
         """Fires when every Deferred has, or at the deadline (logging what was cut short)."""

@@ -58,9 +58,10 @@ class FakeLink:
             self.messages.append(message)
             self.mirror.handle(message)
 
-    def close(self, code: str, message: str) -> None:
+    def close(self, code: str, message: str, retry: bool = False) -> None:
         if self.closed is None:
-            self.messages.append(disconnect_message(code, message))
+            extra = {"retry": True} if retry else {}
+            self.messages.append(disconnect_message(code, message, **extra))
             self.closed = (code, message)
 
 

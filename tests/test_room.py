@@ -452,7 +452,7 @@ class RecordingLink:
     def send_encoded(self, data: bytes) -> None:
         self.encoded.append(data)
 
-    def close(self, code: str, message: str) -> None:
+    def close(self, code: str, message: str, retry: bool = False) -> None:
         self.closed = (code, message)
 
 

@@ -143,7 +143,7 @@ class BusLink:
     def send_encoded(self, data: bytes) -> None:
         self._node.outbox(self.home).deliver(self.player_id, data)
 
-    def close(self, code: str, message: str) -> None:
+    def close(self, code: str, message: str, retry: bool = False) -> None:
         self._node.outbox(self.home).add([CLOSE_ITEM, self.player_id, code, message])
 
     def __repr__(self) -> str:

@@ -56,6 +56,16 @@ class Arena(Room):
             self.hold_seconds = self.reconnect_timeout
         self._random = random.Random(self.room_id)
 
+    def restore(self, snapshot: Any) -> None:
+        # The saved state is a plain tree: rebuild the attrs classes from it.
+        super().restore(snapshot)
+        tree = snapshot["state"]
+        self.state = ArenaState(
+            players={pid: Avatar(**avatar) for pid, avatar in tree["players"].items()},
+            width=tree["width"],
+            height=tree["height"],
+        )
+
     def on_join(self, player: Player, options: dict[str, Any]) -> None:
         state: ArenaState = self.state
         state.players[player.id] = Avatar(
