@@ -626,6 +626,18 @@ class RedisCluster:
 
     # -- commands -------------------------------------------------------------------------
 
+    @property
+    def prefix(self) -> str:
+        """What every key of this cluster starts with (C{gf:} by default)."""
+        return self._prefix
+
+    def execute(self, *args: Any) -> Deferred[Any]:
+        """
+        One command on the command connection, for what shares it (the
+        Redis store): L{Unavailable} at once while it is down, raw bytes back.
+        """
+        return self._send(*args)
+
     def _send(self, *args: Any) -> Deferred[Any]:
         """One command on the command connection, or Unavailable at once if it is down."""
         connection = self._commands.usable()

@@ -3,7 +3,10 @@ What gameframe keeps between runs: saved rooms (snapshots) and player
 storage, behind two interfaces with one contract each. Backends: memory
 (tests; lost on restart), SQLite (one machine) and Redis (a cluster).
 
-Every call returns a Deferred; a backend never blocks the reactor.
+Every call returns a Deferred; a backend never blocks the reactor. A
+backend that cannot reach its storage (Redis down) fails the call with
+L{Unavailable<gameframe.cluster.backend.Unavailable>} at once; player
+storage refuses a value JSON cannot hold with L{TypeError}.
 """
 
 from __future__ import annotations
@@ -116,7 +119,8 @@ class IPlayerStorage(Interface):
         """
         Several writes in one transaction, each C{(owner, collection, key,
         value)} or C{(owner, collection, key, value, version)}: a Deferred of
-        their new versions in order. If any version does not match, nothing
+        their new versions in order. Each is checked against what the writes
+        before it in the batch leave; if any version does not match, nothing
         is written and it fails with L{VersionConflict}.
         """
 
