@@ -27,7 +27,8 @@ from gameframe import _limits
 from gameframe._limits import ConnectionGate, Limits, accept_fairly
 from gameframe.protocol import DEFAULT_MAX_FRAME, DEFAULT_MAX_PENDING, GameFactory
 from gameframe.room import Room
-from gameframe.service import RoomService
+from gameframe.service import DEFAULT_RESTORE_GRACE, RoomService
+from gameframe.store.open import Stores, open_stores, parse_store
 from gameframe.logs import LOG_FORMATS, LoggedAs, json_observer
 from gameframe.web import PingService, make_site
 from gameframe.websocket import DEFAULT_PING_INTERVAL, WebSocketGameFactory
@@ -420,6 +421,23 @@ class Options(usage.Options):
             "time, level, namespace, message, failure), for log shippers.",
         ],
         [
+            "store",
+            None,
+            None,
+            "Where rooms are saved so games survive a restart, a deploy or (with "
+            "redis) a dead node, and where player storage is kept: sqlite:PATH (one "
+            "machine) or redis (the --redis server). Without it nothing is saved and "
+            "player storage is in memory (lost on restart).",
+        ],
+        [
+            "restore-grace",
+            None,
+            DEFAULT_RESTORE_GRACE,
+            "Seconds every seat of a restored room is held for its player's "
+            "reconnect, whatever the room's own reconnect window.",
+            _number("restore-grace", float, "seconds", 0),
+        ],
+        [
             "redis",
             None,
             None,
@@ -463,6 +481,7 @@ class Options(usage.Options):
         self["allowed-origins"] = []
         self["authenticate"] = None
         self["placement-policy"] = None
+        self["store-spec"] = None
         self["inherited"] = {}
         self.argv: list[str] = []
 
@@ -535,6 +554,13 @@ class Options(usage.Options):
             self["rooms"] = demo_rooms()
         if self["redis"] is not None:
             self["redis"] = redis_url(self["redis"])
+        if self["store"] is not None:
+            try:
+                self["store-spec"] = parse_store(self["store"])
+            except ValueError as e:
+                raise usage.UsageError(str(e)) from None
+            if self["store-spec"].kind == "redis" and self["redis"] is None:
+                raise usage.UsageError("--store redis keeps rooms on the cluster's Redis: give --redis too")
         if self["node"] is None:
             self["node"] = default_node_name()
         else:
@@ -583,9 +609,20 @@ class Listener(StreamServerEndpointService):
     """
 
     def __init__(
-        self, option: str, description: str, factory: IProtocolFactory, clock: Any, serves: str
+        self,
+        option: str,
+        description: str,
+        factory: IProtocolFactory,
+        clock: Any,
+        serves: str,
+        after: Deferred[Any] | None = None,
     ) -> None:
         super().__init__(endpoints.serverFromString(clock, description), factory)
+        # Listen only once this fires (the saved rooms are back), if given.
+        self._after = after
+        self._after_fired = after is None
+        if after is not None:
+            after.addBoth(self._fired)
         self._raiseSynchronously = True
         self.option = option
         self.description = description
@@ -602,7 +639,13 @@ class Listener(StreamServerEndpointService):
             why = str(reason) or type(reason).__name__
         return f"gameframe cannot listen on --{self.option} {self.description}: {why}"
 
+    def _fired(self, result: Any) -> Any:
+        self._after_fired = True
+        return result
+
     def privilegedStartService(self) -> None:
+        if not self._after_fired:
+            return  # startService listens once `after` fires
         try:
             super().privilegedStartService()
         except Exception as e:
@@ -610,6 +653,24 @@ class Listener(StreamServerEndpointService):
         waiting = self._waitingForPort
         assert waiting is not None
         waiting.addCallback(self._listened)
+
+    def startService(self) -> None:
+        Service.startService(self)
+        if self._waitingForPort is not None:
+            return  # listening since privilegedStartService
+        if self._after_fired:
+            self.privilegedStartService()
+            return
+        assert self._after is not None
+        self._after.addCallback(self._listen_late)
+
+    def _listen_late(self, result: Any) -> Any:
+        if self.running and self._waitingForPort is None:
+            try:
+                self.privilegedStartService()
+            except StartupFailed as e:
+                self.listening.errback(Failure(e))
+        return result
 
     def _listened(self, port: IListeningPort | None) -> IListeningPort | None:
         # None: the listen failed later (an endpoint that listens
@@ -758,6 +819,17 @@ class GameframeService(MultiService):
             await deferLater(clock, CLOSE_POLL, lambda: None)
 
 
+class StoresService(Service):
+    """Closes the room store and player storage (their thread or connection) when the server stops."""
+
+    def __init__(self, stores: Stores) -> None:
+        self.stores = stores
+
+    def stopService(self) -> Deferred[None]:
+        super().stopService()
+        return self.stores.close()
+
+
 # The old name: a MultiService that stops its children in order, last first.
 InOrderMultiService = GameframeService
 
@@ -790,6 +862,7 @@ def _make_server(options: Any) -> IService:
     top = GameframeService(reactor, options["shutdown-timeout"], list(rooms_types), gate)
     node = options["node"]
     cluster = None
+    store = None
     if options["redis"] is not None:
         from gameframe.cluster.node import ClusterNode
         from gameframe.cluster.redis import RedisCluster
@@ -805,6 +878,10 @@ def _make_server(options: Any) -> IService:
         # First: the children stop in reverse order, so the node leaves
         # the cluster after its rooms have shut down.
         cluster.setServiceParent(top)
+    stores = open_stores(options["store-spec"], reactor, store)
+    if stores.rooms is not None:
+        # Before the rooms: closed after they are saved (and before the cluster's Redis).
+        StoresService(stores).setServiceParent(top)
     rooms = RoomService(
         reactor,
         rooms_types,
@@ -813,6 +890,9 @@ def _make_server(options: Any) -> IService:
         shutdown_timeout=options["shutdown-timeout"],
         node=node,
         cluster=cluster,
+        store=stores.rooms,
+        storage=stores.storage,
+        restore_grace=options["restore-grace"],
     )
     # The RoomService before the ports: the children stop in reverse order,
     # so the ports stop listening before the rooms shut down.
@@ -845,8 +925,9 @@ def _make_server(options: Any) -> IService:
         flush_interval=flush_interval,
         **shared,
     )
+    # The ports listen once the saved rooms are back, so no player finds them missing.
     Listener(
-        "port", options["port"], factory, listen_on("port"), "JSON Lines"
+        "port", options["port"], factory, listen_on("port"), "JSON Lines", rooms.restored
     ).setServiceParent(top)
     if options["web"] is not None:
         websocket = WebSocketGameFactory(
@@ -860,6 +941,11 @@ def _make_server(options: Any) -> IService:
         )
         PingService(websocket).setServiceParent(top)
         Listener(
-            "web", options["web"], make_site(rooms, websocket, lambda: top.readiness(rooms)), listen_on("web"), "HTTP, WebSocket"
+            "web",
+            options["web"],
+            make_site(rooms, websocket, lambda: top.readiness(rooms)),
+            listen_on("web"),
+            "HTTP, WebSocket",
+            rooms.restored,
         ).setServiceParent(top)
     return top
