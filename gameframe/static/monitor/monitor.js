@@ -72,6 +72,7 @@ async function signIn() {
   $("overview").hidden = false;
   $("forget").hidden = false;
   await refreshRooms();
+  if (!token) return; // refused
   clearInterval(listTimer);
   listTimer = setInterval(refreshRooms, LIST_EVERY_MS);
 }
