@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Mapping
 
 from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from gameframe._host import RoomHost
@@ -28,6 +29,8 @@ if TYPE_CHECKING:
     from gameframe.service import RoomService
 
 __all__ = ["Admin", "details", "operate", "summary"]
+
+log = Logger()
 
 # The operations, by the names the cluster's bus carries (the admin API's paths).
 LIST = "list"
@@ -119,6 +122,7 @@ def operate(
         raise GameError(ROOM_NOT_FOUND, f"there is no room {room_id!r}")
     if operation == DESCRIBE:
         return details(host, node)
+    log.info("admin: {operation} {room} {args}", operation=operation, room=host, args=dict(args))
     if operation == KICK:
         player_id = check_player_id(args)
         player = host.players.get(player_id)
