@@ -131,6 +131,7 @@ class RoomHost:
         self._metronome = metronome
         self._directory = directory
         self._stopwatch = stopwatch
+        self._watchers: list[Callable[[], None]] = []
         self._actions: dict[str, ActionSpec] = actions_of(room_class)
         self.sync = StateSync(self._view_of)
         # Keeps the room's saved copy in the room store (None: no store).
@@ -297,6 +298,7 @@ class RoomHost:
         if self.saver is not None:
             self.saver.forget()
         self._directory.unregister(self)
+        self._notify_watchers()
         self.log.info("{room} disposed ({reason})", room=self, reason=reason)
 
         async def finish() -> None:
@@ -494,6 +496,7 @@ class RoomHost:
         self._unsynced.pop(player.id, None)  # a reconnect sends a full state anyway
         player.hold(self.room.max_held_messages)
         seat.hold_timer = self.clock.callLater(hold_for, self._hold_expired, seat)
+        self._notify_watchers()
 
     def _hold_expired(self, seat: Seat) -> None:
         seat.hold_timer = None
@@ -527,6 +530,7 @@ class RoomHost:
             player.hold()  # SEATED: what follows waits for the new joined
         self._welcome(seat, request_id)
         self.log.info("{player} reconnected to {room}", player=player, room=self)
+        self._notify_watchers()
         try:
             self.room.on_reconnect(player)
         except Exception:
@@ -651,6 +655,28 @@ class RoomHost:
     def _changed(self) -> None:
         """Tell the directory the listing entry changed."""
         self._directory.changed(self)
+        self._notify_watchers()
+
+    def watch(self, watcher: Callable[[], None]) -> Callable[[], None]:
+        """
+        Call C{watcher} after whatever an operator may see change (seats,
+        lock, metadata, each patch beat, the disposal): the admin API's
+        live stream. Returns the function that stops it.
+        """
+        self._watchers.append(watcher)
+
+        def unwatch() -> None:
+            if watcher in self._watchers:
+                self._watchers.remove(watcher)
+
+        return unwatch
+
+    def _notify_watchers(self) -> None:
+        for watcher in list(self._watchers):
+            try:
+                watcher()
+            except Exception:
+                self.log.failure("{room}: a watcher failed", room=self)
 
     def every(
         self, interval: float, func: Callable[..., Any], args: Any, kwargs: Any
@@ -738,6 +764,8 @@ class RoomHost:
             self.sync.patch(state)
         except Exception:
             self.log.failure("{room}: sending the state failed", room=self)
+        if self._watchers:
+            self._notify_watchers()
 
     def refresh_view(self, player: Player) -> None:
         if self.sync.is_subscribed(player) and self.sync.key_of(player) != (

@@ -211,6 +211,8 @@ class BufferedLink:
 
     log = Logger()
     player: Player
+    # What the admin API shows as the player's transport (set by each transport).
+    transport_name = "unknown"
 
     _address: str | None = None
     _admitted = False
@@ -246,6 +248,11 @@ class BufferedLink:
         self._flood_since = -inf
         self._last_drop = -inf
         self._rate_error_at = -inf
+
+    @property
+    def address(self) -> str | None:
+        """The peer's IP address (what C{--max-per-address} counts), if it has one."""
+        return self._address
 
     # -- for transports ------------------------------------------------------
 

@@ -74,6 +74,8 @@ class GameProtocol(BufferedLink, Protocol):
     for it is disconnected.
     """
 
+    transport_name = "tcp"
+
     _inbox = b""
     _direct = True  # send on the socket directly when it can (see SocketWriter)
 

@@ -36,6 +36,8 @@ from gameframe.websocket import DEFAULT_PING_INTERVAL, WebSocketGameFactory
 log = Logger()
 
 DEFAULT_SHUTDOWN_TIMEOUT = 10.0
+# Where --admin-token is read from when it is not given (a token in argv shows in ps).
+ADMIN_TOKEN_VARIABLE = "GAMEFRAME_ADMIN_TOKEN"
 # How long past --shutdown-timeout the process waits for the last steps of a
 # shutdown (closing connections, stopping ports) before it exits regardless.
 SHUTDOWN_GRACE = 2.0
@@ -438,6 +440,13 @@ class Options(usage.Options):
             _number("restore-grace", float, "seconds", 0),
         ],
         [
+            "admin-token",
+            None,
+            None,
+            "Bearer token of the admin API (/admin) and the /monitor page on the web "
+            "endpoint (default: $GAMEFRAME_ADMIN_TOKEN; neither: both answer 404).",
+        ],
+        [
             "redis",
             None,
             None,
@@ -552,6 +561,10 @@ class Options(usage.Options):
             )
         if not self["rooms"]:
             self["rooms"] = demo_rooms()
+        if self["admin-token"] is None:
+            self["admin-token"] = os.environ.get(ADMIN_TOKEN_VARIABLE) or None
+        elif not self["admin-token"].strip():
+            raise usage.UsageError("--admin-token must not be empty")
         if self["redis"] is not None:
             self["redis"] = redis_url(self["redis"])
         if self["store"] is not None:
@@ -943,7 +956,9 @@ def _make_server(options: Any) -> IService:
         Listener(
             "web",
             options["web"],
-            make_site(rooms, websocket, lambda: top.readiness(rooms)),
+            make_site(
+                rooms, websocket, lambda: top.readiness(rooms), options["admin-token"]
+            ),
             listen_on("web"),
             "HTTP, WebSocket",
             rooms.restored,

@@ -50,6 +50,14 @@ UNAUTHORIZED = "unauthorized"
 # Cluster: the room is on another node and the cluster (Redis) cannot reach it now.
 UNAVAILABLE = "unavailable"
 
+# -- admin API error codes, beside room_not_found, bad_arguments, unauthorized,
+# unavailable and internal_error: {"error": code, "message": ...} (docs/operations.md)
+
+PLAYER_NOT_FOUND = "player_not_found"
+NOT_FOUND = "not_found"  # no such admin path
+METHOD_NOT_ALLOWED = "method_not_allowed"
+NOT_ON_THIS_NODE = "not_on_this_node"  # a live stream of a room another node runs
+
 # -- disconnect codes: {"action": "disconnect", "code": ...}, then the close --------
 
 SERVER_SHUTDOWN = "server_shutdown"  # also an error code: joining while stopping

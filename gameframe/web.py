@@ -18,6 +18,7 @@ from twisted.web.static import File
 
 from gameframe.codec import encode
 from gameframe.service import RoomService
+from gameframe.web_admin import add_admin
 from gameframe.websocket import GameWebSocketResource, WebSocketGameFactory
 
 STATIC = files("gameframe") / "static"
@@ -156,18 +157,23 @@ def make_site(
     service: RoomService,
     websocket: WebSocketGameFactory,
     readiness: Callable[[], list[str]] | None = None,
+    admin_token: str | None = None,
 ) -> Site:
     """
-    The web site: C{/} static demo, C{/rooms}, C{/ws}, C{/healthz}, C{/readyz}.
+    The web site: C{/} static demo, C{/rooms}, C{/ws}, C{/healthz}, C{/readyz},
+    and with an C{admin_token}, C{/admin} (the admin API) and C{/monitor}.
 
     @param readiness: what keeps the server from being ready (by default the
         RoomService's own L{RoomService.readiness}); empty when ready.
+    @param admin_token: the bearer token of the admin API (C{--admin-token});
+        L{None}: C{/admin} and C{/monitor} answer 404.
     """
     root = File(str(STATIC))
     root.putChild(b"ws", GameWebSocketResource(websocket))
     root.putChild(b"rooms", RoomsResource(service))
     root.putChild(b"healthz", HealthResource())
     root.putChild(b"readyz", ReadyResource(readiness or service.readiness))
+    add_admin(root, service, admin_token)
     site = QuietSite(root, reactor=websocket.scheduler.clock)
     site.displayTracebacks = False
     site.request_deadline = websocket.limits.frame_timeout

@@ -60,6 +60,8 @@ class WebSocketLink(BufferedLink):
     No extension (permessage-deflate) is ever negotiated.
     """
 
+    transport_name = "websocket"
+
     _ws: WebSocketTransport
     _tcp: ITransport
 

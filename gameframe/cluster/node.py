@@ -19,13 +19,14 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 import attrs
 import orjson
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, maybeDeferred, succeed
+from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from gameframe.admin import operate
 from gameframe.cluster.backend import (
     Change,
     Clear,
@@ -70,6 +71,8 @@ STARTUP_GRACE = 3.0
 REMOTE_TIMEOUT = 10.0
 # How long a disposed room's id is remembered, so a late join cannot bring it back.
 ENDED_MEMORY = 60.0
+# An admin operation sent to another node that gets no answer in this time fails (unavailable).
+ADMIN_TIMEOUT = 5.0
 
 # Bus item kinds. To a room's node: join, act, drop, reconnect. Back home:
 # deliver (with the recipients), seated, unseated, refused, close.
@@ -82,6 +85,9 @@ SEATED_ITEM = "seated"
 UNSEATED_ITEM = "unseated"
 REFUSED_ITEM = "refused"
 CLOSE_ITEM = "close"
+# The admin API: an operation on another node's rooms, and its answer.
+ADMIN_ITEM = "admin"
+ADMIN_ANSWER_ITEM = "admin_answer"
 
 
 class Outbox:
@@ -131,11 +137,17 @@ class BusLink:
 
     congested = False
     player: Player
+    transport_name = "node"  # the admin API: connected through another node
 
     def __init__(self, node: ClusterNode, home: str, player_id: str) -> None:
         self._node = node
         self.home = home
         self.player_id = player_id
+
+    @property
+    def address(self) -> str:
+        """The node the player is connected to."""
+        return self.home
 
     def send(self, message: Mapping[str, Any]) -> None:
         self.send_encoded(encode(message))
@@ -169,6 +181,15 @@ class Waiting:
     link: IPlayerLink | None = None  # a reconnect: the connection that asked
     user: Any = None
     reserved: bool = False  # a seat was reserved for it in the directory
+
+
+@attrs.define
+class AdminAsk:
+    """An admin operation sent to another node, waiting for its answer."""
+
+    done: Deferred[Any]
+    node: str
+    timer: IDelayedCall | None = None
 
 
 def filter_key(filter_by: Iterable[str], options: Mapping[str, Any]) -> str:
@@ -227,6 +248,8 @@ class ClusterNode(Service):
         self.service: RoomService | None = None
         self.members: dict[str, Membership] = {}
         self._waiting: dict[str, Waiting] = {}
+        self._asks: dict[str, AdminAsk] = {}  # admin operations sent to other nodes, by id
+        self._ask_count = 0
         self._stand_ins: dict[str, Player] = {}  # seated here, connected elsewhere
         self._joining: dict[str, Player] = {}  # stand-ins whose join is running
         self._creating: dict[str, list[Deferred[RoomHost]]] = {}
@@ -281,6 +304,7 @@ class ClusterNode(Service):
             self.outbox(membership.node).add([DROP_ITEM, player_id])
         self.members.clear()
         self._flush()
+        self._settle_asks(None, "this node is stopping")
 
         async def stop() -> None:
             try:
@@ -369,6 +393,7 @@ class ClusterNode(Service):
         self._changes.clear()
         self._dirty.clear()
         self._outboxes.clear()
+        self._settle_asks(None, "the cluster store is unreachable")
 
     def _recover(self) -> None:
         """The store answers again: publish every room, resume forwarding."""
@@ -417,6 +442,7 @@ class ClusterNode(Service):
         self._undelivered_drops.clear()  # their nodes dropped those seats already
         for player_id in list(self._waiting):
             self._settle(player_id, GameError(UNAVAILABLE, "this node lost the cluster: try again"))
+        self._settle_asks(None, "this node lost the cluster")
         for player_id in list(self.members):
             self._lose_membership(player_id)
         for stand_in in list(self._stand_ins.values()):
@@ -436,6 +462,7 @@ class ClusterNode(Service):
         for player_id, waiting in list(self._waiting.items()):
             if waiting.node == node:
                 self._settle(player_id, GameError(ROOM_NOT_FOUND, "the room's node died"))
+        self._settle_asks(node, f"node {node} died")
         service = self.service
         for stand_in in list(self._stand_ins.values()):
             link = stand_in.link
@@ -866,6 +893,10 @@ class ClusterNode(Service):
         elif kind == REFUSED_ITEM:
             _, player_id, code, text, request_id = header
             self._settle(player_id, GameError(code, text, request_id))
+        elif kind == ADMIN_ITEM:
+            self._admin_asked(sender, header[1], header[2], header[3], payload)
+        elif kind == ADMIN_ANSWER_ITEM:
+            self._admin_answered(header[1], header[2], header[3], payload)
         elif kind == CLOSE_ITEM:
             _, player_id, code, text = header
             self.members.pop(player_id, None)
@@ -963,3 +994,74 @@ class ClusterNode(Service):
         # else: its connection closed meanwhile; the drop sent then frees the seat.
         if waiting is not None:
             waiting.done.callback(None)
+
+    # -- the admin API: operations on the rooms of other nodes ----------------------------
+
+    def other_nodes(self) -> list[str]:
+        """The other live nodes, as of the last heartbeat."""
+        return [
+            load.node
+            for load in self.nodes
+            if load.node != self.node_id and load.node not in self._dead
+        ]
+
+    def ask(self, node: str, operation: str, room_id: str, args: Any) -> Deferred[Any]:
+        """
+        Run an admin operation (L{gameframe.admin.operate}) on another node:
+        a Deferred of its answer, or of its GameError; C{unavailable} if the
+        node does not answer within C{ADMIN_TIMEOUT} seconds.
+        """
+        if not self.available or node in self._dead:
+            return fail(GameError(UNAVAILABLE, f"node {node} cannot be reached now"))
+        self._ask_count += 1
+        ask_id = str(self._ask_count)
+        self.outbox(node).add([ADMIN_ITEM, ask_id, operation, room_id], orjson.dumps(args))
+        asking = self._asks[ask_id] = AdminAsk(Deferred(), node)
+        asking.timer = self._clock.callLater(
+            ADMIN_TIMEOUT,
+            self._admin_settle,
+            ask_id,
+            GameError(UNAVAILABLE, f"node {node} did not answer"),
+        )
+        return asking.done
+
+    def _admin_settle(self, ask_id: str, error: GameError | None, answer: Any = None) -> None:
+        asking = self._asks.pop(ask_id, None)
+        if asking is None:
+            return
+        if asking.timer is not None and asking.timer.active():
+            asking.timer.cancel()
+        if error is None:
+            asking.done.callback(answer)
+        else:
+            asking.done.errback(error)
+
+    def _settle_asks(self, node: str | None, why: str) -> None:
+        """The asks to C{node} (None: to every node) will get no answer: unavailable."""
+        for ask_id, asking in list(self._asks.items()):
+            if node is None or asking.node == node:
+                self._admin_settle(ask_id, GameError(UNAVAILABLE, why))
+
+    def _admin_asked(
+        self, asker: str, ask_id: str, operation: str, room_id: str, payload: bytes
+    ) -> None:
+        def answered(result: Any) -> None:
+            self.outbox(asker).add([ADMIN_ANSWER_ITEM, ask_id, None, ""], orjson.dumps(result))
+
+        def refused(failure: Failure) -> None:
+            error = failure.value
+            if not isinstance(error, GameError):
+                self.log.failure("{node}: an admin {operation} failed", failure, node=self, operation=operation)
+                error = GameError(INTERNAL_ERROR, f"the admin {operation} failed")
+            self.outbox(asker).add([ADMIN_ANSWER_ITEM, ask_id, error.code, error.message])
+
+        done = maybeDeferred(
+            operate, self.local, self.node_id, operation, room_id, orjson.loads(payload)
+        )
+        done.addCallback(answered).addErrback(refused)
+
+    def _admin_answered(self, ask_id: str, code: str | None, message: str, payload: bytes) -> None:
+        if code is None:
+            self._admin_settle(ask_id, None, orjson.loads(payload))
+        else:
+            self._admin_settle(ask_id, GameError(code, message))
