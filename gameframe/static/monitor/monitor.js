@@ -284,7 +284,10 @@ async function act(operation, body) {
   showError(null);
   try {
     await api("POST", `/admin/rooms/${encodeURIComponent(roomId)}/${operation}`, body);
-    notice(`${operation}: done`);
+    // Not over the notice that the room ended (a kick of its last player ends it).
+    if (watching !== null && watching.roomId === roomId && !watching.stopped) {
+      notice(`${operation}: done`);
+    }
   } catch (error) {
     showError(error);
   }
