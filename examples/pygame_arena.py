@@ -120,20 +120,23 @@ def run(
     clock = pygame.time.Clock()
     frame = moves = 0
     while not args.frames or frame < args.frames:
+        # While the server restarts the client takes its seat back by itself;
+        # nothing can be sent meanwhile.
+        away = client.reconnecting
         for event in pygame.event.get():
             if event.type == pygame.QUIT:
                 return moves
-            if event.type == pygame.MOUSEBUTTONDOWN and event.button == 1:
+            if event.type == pygame.MOUSEBUTTONDOWN and event.button == 1 and not away:
                 client.send("move", x=event.pos[0], y=event.pos[1])
                 moves += 1
-        if args.auto and frame % 10 == 0:
+        if args.auto and frame % 10 == 0 and not away:
             x, y = auto_target(frame)
             client.send("move", x=x, y=y)
             moves += 1
         for message in client.poll():
             if message["action"] == "error":
                 print(f"server: {message['code']}: {message['message']}", file=sys.stderr)
-        if not client.connected:
+        if not client.connected and not client.reconnecting:
             print(f"disconnected ({client.close_code})", file=sys.stderr)
             return moves
         draw(screen, font, client)

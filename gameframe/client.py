@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import enum
+import errno
 import itertools
 import select
 import socket
@@ -9,11 +11,20 @@ import time
 from collections import deque
 from typing import Any, Callable, Iterator, Mapping, Union
 
+import attrs
 import orjson
 
+from gameframe._reconnect import CONNECTION_LOST, AutoReconnect, Backoff
 from gameframe.mirror import StateMirror
 
-__all__ = ["ClientError", "Disconnected", "GameClient"]
+__all__ = [
+    "AutoReconnect",
+    "Backoff",
+    "ClientError",
+    "Disconnected",
+    "GameClient",
+    "Reconnecting",
+]
 
 Message = dict[str, Any]
 Match = Union[str, Callable[[Message], Any]]
@@ -65,8 +76,19 @@ class Disconnected(ClientError):
     """
 
 
-CONNECTION_LOST = "connection_lost"
+class Reconnecting(Disconnected):
+    """
+    A message was sent while the client is taking its seat back by itself
+    (after the server said it is restarting): nothing can be sent until it
+    is back (C{client.reconnecting} is then False again). Its C{code} is
+    C{reconnecting}.
+    """
+
+
 CLOSED = "closed"
+RECONNECTING = "reconnecting"
+#: The code a client reports when it stopped trying to reconnect in time.
+GAVE_UP = "gave_up"
 
 
 class _LineBuffer:
@@ -155,6 +177,8 @@ class _Session:
         self.token: str | None = None
         self.close_code: str | None = None
         self.close_message: str | None = None
+        #: The server's last C{disconnect} said C{"retry": true}.
+        self.close_retry = False
         self._sync_asked = False
 
     def handle(self, message: Message) -> bool:
@@ -183,6 +207,7 @@ class _Session:
         elif action == "disconnect":
             self.close_code = message.get("code")
             self.close_message = message.get("message")
+            self.close_retry = message.get("retry") is True
         return False
 
     def left(self) -> None:
@@ -192,6 +217,11 @@ class _Session:
         self.state.seq = None
         self.state.stale = False
         self._sync_asked = False
+
+    def opened(self) -> None:
+        """A new connection: no reason to close noted on it yet."""
+        self.close_code = self.close_message = None
+        self.close_retry = False
 
     def closed(self, code: str, message: str, *, replace: bool = False) -> None:
         """Note why the connection closed: a reason noted earlier stays, unless C{replace}."""
@@ -250,6 +280,27 @@ def _matcher(match: Match) -> Callable[[Message], Any]:
     return match
 
 
+class _Phase(enum.Enum):
+    """Where a reconnection by the client itself stands."""
+
+    WAITING = "waiting"  # for the next attempt's time
+    CONNECTING = "connecting"  # a non-blocking connect is under way
+    GREETING = "greeting"  # connected; waiting for the server's welcome
+    CLAIMING = "claiming"  # reconnect sent; waiting for its reply
+
+
+@attrs.define
+class _Redial:
+    """A reconnection under way: until C{deadline}, on the clock of the client."""
+
+    deadline: float
+    attempt: int = 0
+    phase: _Phase = _Phase.WAITING
+    next_at: float = 0.0
+    dialing: socket.socket | None = None
+    claim_id: int | None = None
+
+
 class GameClient(_SessionView):
     """
     A gameframe client over a plain TCP socket, for game loops and scripts.
@@ -271,12 +322,26 @@ class GameClient(_SessionView):
     blocking call waited. If a program never polls, the oldest are dropped
     after C{max_unread}.
 
+    When the server stops with C{disconnect} C{"retry": true} (a restart
+    that keeps the seats), the client takes its seat back by itself (see
+    L{AutoReconnect}): L{poll} and the blocking calls drive the attempts,
+    L{reconnecting} is True meanwhile, and L{on_reconnecting},
+    L{on_reconnected} and L{on_reconnect_failed} tell the program.
+
     @ivar state: the L{StateMirror} of the room's state for this player,
         kept by L{poll}; C{state.state} is the tree (L{None} outside a room).
         When the mirror sees a gap it asks the server for a C{sync} itself.
     @ivar player_id: this player's id (from C{welcome}, then C{joined}).
     @ivar room_id: the room this client is in, or L{None}.
     @ivar token: the reconnection token of the current seat, or L{None}.
+    @ivar on_reconnecting: called with C{(attempt, delay)} (from 1; in
+        seconds) each time an attempt to reconnect is scheduled, or L{None}.
+    @ivar on_reconnected: called with the C{joined} reply once the seat is
+        back (the full C{state} follows it), or L{None}.
+    @ivar on_reconnect_failed: called with a L{ClientError} when the client
+        stops trying: C{invalid_token} (the seat is gone) or C{gave_up}
+        (no server in time); the connection is then closed for good, with
+        the server's C{close_code}. Or L{None}.
     """
 
     def __init__(
@@ -286,17 +351,29 @@ class GameClient(_SessionView):
         max_line: int = DEFAULT_MAX_LINE,
         max_unread: int = DEFAULT_MAX_UNREAD,
         keepalive: float = DEFAULT_KEEPALIVE,
+        *,
+        auto_reconnect: AutoReconnect | None = AutoReconnect(),
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         """
         Make an unconnected client; L{connect} makes and connects one.
 
         @param keepalive: seconds without sending after which L{poll} sends
             a C{ping} (0: never).
+        @param auto_reconnect: when and how fast to take the seat back by
+            itself; L{None}: never (the program calls L{reconnect}).
+        @param clock: the time, in seconds (for every timeout and delay).
+        @param sleep: waits a number of seconds; the blocking calls use it
+            between reconnection attempts.
         """
         self.host = host
         self.port = port
         self._keepalive = keepalive
-        self._last_sent = time.monotonic()
+        self._clock = clock
+        self._sleep = sleep
+        self._auto_reconnect = auto_reconnect
+        self._last_sent = clock()
         self._max_line = max_line
         self._session = _Session()
         self._ids: Iterator[int] = itertools.count(1)
@@ -304,10 +381,16 @@ class GameClient(_SessionView):
         self._replies: dict[int, Message] = {}
         self._unread: deque[Message] = deque(maxlen=max_unread)
         self._socket: socket.socket | None = None
+        self._address: Any = None  # the server's address, to come back to
+        self._family = socket.AF_INET
         self._lines = _LineBuffer(max_line)
         self._outbox = bytearray()
         self._evicted = 0  # messages dropped from a full _unread, ever
         self._welcomed = False
+        self._redial: _Redial | None = None
+        self.on_reconnecting: Callable[[int, float], object] | None = None
+        self.on_reconnected: Callable[[Message], object] | None = None
+        self.on_reconnect_failed: Callable[[ClientError], object] | None = None
 
     # -- connecting ------------------------------------------------------------
 
@@ -318,32 +401,40 @@ class GameClient(_SessionView):
         port: int = 7000,
         timeout: float = 5,
         keepalive: float = DEFAULT_KEEPALIVE,
+        *,
+        auto_reconnect: AutoReconnect | None = AutoReconnect(),
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> GameClient:
         """
         Connect to a gameframe server and wait for its C{welcome}
-        (blocks at most C{timeout} seconds).
+        (blocks at most C{timeout} seconds). The other arguments are
+        L{GameClient}'s.
 
         @raise OSError: the connection failed (refused, unreachable...).
         @raise TimeoutError: no C{welcome} in time.
         @raise Disconnected: the server closed the connection at once
             (C{server_shutdown}...).
         """
-        client = cls(host, port, keepalive=keepalive)
+        client = cls(
+            host,
+            port,
+            keepalive=keepalive,
+            auto_reconnect=auto_reconnect,
+            clock=clock,
+            sleep=sleep,
+        )
         client._open(timeout)
         return client
 
     def _open(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
+        deadline = self._clock() + timeout
         sock = socket.create_connection((self.host, self.port), timeout=timeout)
+        self._address, self._family = sock.getpeername(), sock.family
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.setblocking(False)
-        self._socket = sock
-        self._lines = _LineBuffer(self._max_line)
-        self._outbox.clear()
-        self._welcomed = False
+        self._attach(sock)
         self._waiting.clear()  # the old connection's requests get no reply now
-        session = self._session
-        session.close_code = session.close_message = None
         try:
             expired = False
             while not self._welcomed:
@@ -354,12 +445,21 @@ class GameClient(_SessionView):
             self.close()
             raise
 
+    def _attach(self, sock: socket.socket) -> None:
+        """Speak over this new connected socket from now on."""
+        self._socket = sock
+        self._lines = _LineBuffer(self._max_line)
+        self._outbox.clear()
+        self._welcomed = False
+        self._session.opened()
+
     def reconnect(self, timeout: float = 5) -> Message:
         """
         Open a new connection and take this player's seat back with its
         token (after the old connection dropped or was closed); blocks at
         most C{timeout} seconds. The player keeps its id and its seat; the
-        mirror gets the full state again.
+        mirror gets the full state again. A reconnection the client was
+        making by itself stops first.
 
         @return: the C{joined} reply.
         @raise ClientError: C{invalid_token} (the seat was not held, or there
@@ -368,14 +468,12 @@ class GameClient(_SessionView):
         token = self._session.token
         if token is None:
             raise ClientError("invalid_token", "no reconnection token: join a room first")
-        deadline = time.monotonic() + timeout
+        deadline = self._clock() + timeout
         self.close()
         self._open(timeout)
         # Until the token speaks, the new connection is a fresh player.
         try:
-            return self._call(
-                "reconnect", max(0.0, deadline - time.monotonic()), token=token
-            )
+            return self._call("reconnect", max(0.0, deadline - self._clock()), token=token)
         except Disconnected:
             raise
         except ClientError:
@@ -384,10 +482,11 @@ class GameClient(_SessionView):
 
     def close(self) -> None:
         """
-        Close the connection (at once; unsent bytes are dropped). The seat
-        stays held for a L{reconnect} if the room does that; L{leave} first
-        to give it up.
+        Close the connection (at once; unsent bytes are dropped), and stop
+        reconnecting if the client was. The seat stays held for a
+        L{reconnect} if the room does that; L{leave} first to give it up.
         """
+        self._stop_redial()
         sock, self._socket = self._socket, None
         self._outbox.clear()
         if sock is not None:
@@ -396,8 +495,16 @@ class GameClient(_SessionView):
 
     @property
     def connected(self) -> bool:
-        """Whether the connection is open (as far as this client knows yet)."""
-        return self._socket is not None
+        """
+        Whether the connection is open and usable (as far as this client
+        knows yet): False while L{reconnecting}.
+        """
+        return self._socket is not None and self._redial is None
+
+    @property
+    def reconnecting(self) -> bool:
+        """Whether the client is taking its seat back by itself right now."""
+        return self._redial is not None
 
     @property
     def socket(self) -> socket.socket | None:
@@ -411,12 +518,16 @@ class GameClient(_SessionView):
         Send one message C{{"action": action, **fields}}. Never blocks: what
         the socket does not take now is sent by the next L{poll}.
 
+        @raise Reconnecting: the client is reconnecting by itself (nothing
+            is queued: a game loop skips its sends while L{reconnecting}).
         @raise Disconnected: the connection is closed.
         """
+        if self._redial is not None:
+            raise Reconnecting(RECONNECTING, "the client is reconnecting: send again once back")
         if self._socket is None:
             raise self._session.disconnected(CLOSED)
         self._outbox += _encode(action, fields)
-        self._last_sent = time.monotonic()
+        self._last_sent = self._clock()
         self._flush()
 
     def request(self, action: str, **fields: Any) -> int:
@@ -456,15 +567,18 @@ class GameClient(_SessionView):
         """
         Send what is pending, read what has arrived, and return the new
         messages, oldest first (C{[]} when nothing came). Never blocks.
+        While L{reconnecting}, it also makes the next step of that.
 
         The mirror, the ids and the replies are up to date when it returns.
         When the connection has closed, L{connected} turns False and the
         messages received before are still returned.
         """
-        if (
+        if self._redial is not None:
+            self._step_redial()
+        elif (
             self._keepalive
             and self._socket is not None
-            and time.monotonic() - self._last_sent > self._keepalive
+            and self._clock() - self._last_sent > self._keepalive
         ):
             self.send("ping")
         self._flush()
@@ -478,8 +592,9 @@ class GameClient(_SessionView):
         count = 0
         budget = _READ_PER_POLL
         while self._socket is not None and budget > 0:
+            sock = self._socket
             try:
-                data = self._socket.recv(_READ_SIZE)
+                data = sock.recv(_READ_SIZE)
             except (BlockingIOError, InterruptedError):
                 break
             except OSError:
@@ -496,11 +611,16 @@ class GameClient(_SessionView):
                 self._lost()
                 break
             for message in messages:
+                if self._socket is not sock:
+                    break  # the rest came on a connection given up meanwhile
                 self._receive(message)
                 count += 1
         return count
 
     def _receive(self, message: Message) -> None:
+        if self._redial is not None:
+            self._receive_while_redialing(message)
+            return
         if len(self._unread) == self._unread.maxlen:
             self._evicted += 1
         self._unread.append(message)
@@ -519,7 +639,125 @@ class GameClient(_SessionView):
         self._outbox.clear()
         if sock is not None:
             sock.close()
-        self._session.closed(CONNECTION_LOST, "the connection closed")
+        if self._redial is not None:
+            self._attempt_failed()
+            return
+        session = self._session
+        session.closed(CONNECTION_LOST, "the connection closed")
+        policy = self._auto_reconnect
+        if policy is not None and policy.applies(
+            session.close_code, session.close_retry, session.token
+        ):
+            self._start_redial(policy)
+
+    # -- reconnecting by itself ------------------------------------------------
+
+    def _start_redial(self, policy: AutoReconnect) -> None:
+        self._waiting.clear()  # requests sent on the lost connection get no reply
+        self._redial = _Redial(deadline=self._clock() + policy.give_up_after)
+        self._schedule_attempt()
+
+    def _schedule_attempt(self) -> None:
+        redial, policy = self._redial, self._auto_reconnect
+        assert redial is not None and policy is not None
+        redial.attempt += 1
+        delay = policy.backoff.delay(redial.attempt, policy.rand)
+        redial.phase, redial.next_at = _Phase.WAITING, self._clock() + delay
+        if self.on_reconnecting is not None:
+            self.on_reconnecting(redial.attempt, delay)
+
+    def _attempt_failed(self) -> None:
+        """This attempt's connection was refused or closed: try again later."""
+        redial = self._redial
+        assert redial is not None
+        if redial.dialing is not None:
+            redial.dialing.close()
+            redial.dialing = None
+        self._schedule_attempt()
+
+    def _step_redial(self) -> None:
+        """Move the reconnection on as far as it can go without blocking."""
+        redial = self._redial
+        assert redial is not None
+        if self._clock() >= redial.deadline:
+            self._give_up(ClientError(GAVE_UP, "the server did not take the seat back in time"))
+            return
+        if redial.phase is _Phase.WAITING and self._clock() >= redial.next_at:
+            self._dial(redial)
+        if redial.phase is _Phase.CONNECTING:
+            assert redial.dialing is not None
+            _, writable, _ = select.select([], [redial.dialing], [], 0)
+            if writable:
+                self._dialed(redial)
+
+    def _dial(self, redial: _Redial) -> None:
+        """Start a non-blocking connection to the server's address."""
+        sock = socket.socket(self._family, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        result = sock.connect_ex(self._address)
+        redial.dialing = sock
+        if result in (0, errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EAGAIN):
+            redial.phase = _Phase.CONNECTING
+        else:
+            self._attempt_failed()  # refused at once: the server is not back yet
+
+    def _dialed(self, redial: _Redial) -> None:
+        """The connection attempt finished: connected, or refused."""
+        sock, redial.dialing = redial.dialing, None
+        assert sock is not None
+        if sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
+            sock.close()
+            self._schedule_attempt()
+            return
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        redial.phase = _Phase.GREETING
+        self._socket = sock
+        self._lines = _LineBuffer(self._max_line)
+        self._outbox.clear()
+
+    def _receive_while_redialing(self, message: Message) -> None:
+        """
+        A message on a connection made to take the seat back: the welcome
+        (answered with C{reconnect}) and that request's reply matter; what
+        comes before them (a server still stopping says C{disconnect}) is
+        not the program's business.
+        """
+        redial = self._redial
+        assert redial is not None
+        action = message["action"]
+        if redial.phase is _Phase.GREETING and action == "welcome":
+            redial.phase, redial.claim_id = _Phase.CLAIMING, next(self._ids)
+            self._outbox += _encode(
+                "reconnect", {"id": redial.claim_id, "token": self._session.token}
+            )
+            self._flush()
+        elif redial.phase is _Phase.CLAIMING and message.get("id") == redial.claim_id:
+            if action == "error":
+                self._session.left()
+                self._give_up(ClientError.from_reply(message))
+            else:
+                self._redial = None
+                self._session.opened()
+                self._welcomed = True
+                self._last_sent = self._clock()
+                self._receive(message)
+                if self.on_reconnected is not None:
+                    self.on_reconnected(message)
+
+    def _give_up(self, error: ClientError) -> None:
+        """Stop reconnecting: closed for good, with the server's reason."""
+        self._stop_redial()
+        sock, self._socket = self._socket, None
+        self._outbox.clear()
+        if sock is not None:
+            sock.close()
+        if self.on_reconnect_failed is not None:
+            self.on_reconnect_failed(error)
+
+    def _stop_redial(self) -> None:
+        redial, self._redial = self._redial, None
+        if redial is not None and redial.dialing is not None:
+            redial.dialing.close()
 
     # -- blocking calls for scripts --------------------------------------------
 
@@ -528,16 +766,17 @@ class GameClient(_SessionView):
         Block until a message matches and return it (it is not returned by
         L{poll} then). C{match} is an action name or a predicate called
         with each message (after the mirror has applied it). Messages
-        received but not yet polled count, oldest first.
+        received but not yet polled count, oldest first. A reconnection
+        by the client itself goes on meanwhile.
 
         @raise TimeoutError: nothing matched within C{timeout} seconds.
-        @raise Disconnected: the connection closed first.
+        @raise Disconnected: the connection closed first (for good).
         """
         matches = _matcher(match)
         unread = self._unread
         checked, evicted = 0, self._evicted
         expired = False
-        deadline = time.monotonic() + timeout
+        deadline = self._clock() + timeout
         while True:
             # Messages dropped from the front shift the ones already checked.
             checked = max(0, checked - (self._evicted - evicted))
@@ -556,22 +795,55 @@ class GameClient(_SessionView):
         """
         Wait (at most until C{deadline}) for input, then send what is
         pending and read what came; whether the deadline has passed.
+        While reconnecting, wait for the next step of that instead.
 
         @raise Disconnected: the connection is closed.
         """
+        if self._redial is not None:
+            return self._wait_redial(deadline)
         sock = self._socket
         if sock is None:
             raise self._session.disconnected()
-        remaining = max(0.0, deadline - time.monotonic())
+        remaining = max(0.0, deadline - self._clock())
         select.select([sock], [sock] if self._outbox else [], [], remaining)
         self._flush()
         self._read()
-        return time.monotonic() >= deadline
+        return self._clock() >= deadline
+
+    def _wait_redial(self, deadline: float) -> bool:
+        """One blocking step of a reconnection, at most until C{deadline}."""
+        self._step_redial()
+        redial = self._redial
+        if redial is not None:
+            until = min(deadline, redial.deadline)
+            if redial.phase is _Phase.WAITING:
+                self._sleep(max(0.0, min(until, redial.next_at) - self._clock()))
+            elif redial.phase is _Phase.CONNECTING:
+                assert redial.dialing is not None
+                remaining = max(0.0, until - self._clock())
+                select.select([], [redial.dialing], [], remaining)
+            elif self._socket is not None:
+                remaining = max(0.0, until - self._clock())
+                sock = self._socket
+                select.select([sock], [sock] if self._outbox else [], [], remaining)
+                self._flush()
+                self._read()
+        return self._clock() >= deadline
+
+    def _wait_until_back(self, deadline: float) -> None:
+        """Block while the client is reconnecting by itself, at most until C{deadline}."""
+        while self._redial is not None:
+            if self._wait_redial(deadline) and self._redial is not None:
+                raise TimeoutError("still reconnecting to the server")
 
     def _call(self, action: str, timeout: float, **fields: Any) -> Message:
-        """Send a request and block for its reply; an C{error} reply raises."""
+        """
+        Send a request and block for its reply; an C{error} reply raises.
+        While the client is reconnecting by itself, wait for it first.
+        """
+        deadline = self._clock() + timeout
+        self._wait_until_back(deadline)
         request_id = self.request(action, **fields)
-        deadline = time.monotonic() + timeout
         expired = False
         while True:
             reply = self._replies.pop(request_id, None)
@@ -579,6 +851,9 @@ class GameClient(_SessionView):
                 if reply["action"] == "error":
                     raise ClientError.from_reply(reply)
                 return reply
+            if request_id not in self._waiting:
+                # Its connection closed; reconnecting by itself or not, no reply comes.
+                raise self._session.disconnected()
             if expired:
                 self._waiting.discard(request_id)
                 raise TimeoutError(f"no reply to {action!r} in time")

@@ -17,9 +17,11 @@
  * operations; the client keeps `client.state` up to date and asks for a
  * fresh `state` (`{"action": "sync"}`) when it sees a gap in `seq`.
  *
- * If the socket drops unexpectedly, the client opens a new one with
- * exponential backoff (capped, with jitter) and, if it was in a room, takes
- * its seat back with the `token` from `joined`.
+ * If the socket drops unexpectedly, or the server stops saying it will be
+ * back (`disconnect` with `"retry": true`: a restart that keeps the seats),
+ * the client opens a new one with exponential backoff (capped, with jitter),
+ * for at most `maxReconnectTime`, and, if it was in a room, takes its seat
+ * back with the latest `token` from `joined`.
  *
  * @module gameframe
  */
@@ -265,7 +267,7 @@ export function defaultUrl() {
 /**
  * @typedef {object} Backoff
  * @property {number} [initial=250] first delay, in milliseconds
- * @property {number} [max=10000] the cap on any delay, in milliseconds
+ * @property {number} [max=5000] the cap on any delay, in milliseconds
  * @property {number} [factor=2] how much each failed attempt multiplies the delay
  * @property {number} [jitter=0.5] fraction of the delay taken off at random (0 to 1)
  */
@@ -275,11 +277,13 @@ export function defaultUrl() {
  * @property {boolean} [reconnect=true] reconnect when the socket drops unexpectedly
  * @property {Backoff} [backoff] reconnection delays
  * @property {number} [maxAttempts=Infinity] reconnection attempts before giving up
+ * @property {number} [maxReconnectTime=60000] milliseconds after a drop before giving up
+ *   (a restarting server holds the seats 60 s by default; Infinity: never give up)
  * @property {number} [requestTimeout=0] reject requests not answered within this many ms (0: never)
  * @property {typeof WebSocket} [WebSocket] the WebSocket class (default: the global one)
  */
 
-const DEFAULT_BACKOFF = { initial: 250, max: 10000, factor: 2, jitter: 0.5 };
+const DEFAULT_BACKOFF = { initial: 250, max: 5000, factor: 2, jitter: 0.5 };
 
 /** An Error for an `error` reply (or a local failure), with a stable `.code`. */
 export class GameError extends Error {
@@ -303,7 +307,7 @@ export class GameError extends Error {
  * - every server message by its action (`"joined"`, `"said"`, `"error"`...): fn(message)
  * - `"*"`: every server message: fn(message)
  * - `"state"`: after each change of the mirror: fn(state, message)
- * - `"open"` (a socket got its welcome), `"close"` ({code, reason, reconnecting}),
+ * - `"open"` (a socket got its welcome), `"close"` ({code, reason, reconnecting, retry}),
  *   `"reconnecting"` ({attempt, delay}), `"reconnected"` (the joined reply, or
  *   null when not in a room), `"reconnect_failed"` (a GameError)
  */
@@ -314,7 +318,7 @@ export class Client {
    */
   constructor(url, options = {}) {
     this.url = url;
-    this.options = { reconnect: true, maxAttempts: Infinity, requestTimeout: 0, ...options };
+    this.options = { reconnect: true, maxAttempts: Infinity, maxReconnectTime: 60000, requestTimeout: 0, ...options };
     this.backoff = { ...DEFAULT_BACKOFF, ...(options.backoff || {}) };
     /** @type {string|null} this player's id (the room's, once joined) */
     this.playerId = null;
@@ -339,6 +343,8 @@ export class Client {
     this._closed = false; // close() was called
     this._stayDown = false; // the server said not to come back
     this._attempt = 0;
+    this._downSince = null; // Date.now() when the reconnection under way began
+    this._serverRetry = false; // the server's disconnect said it will be back
     this._retryTimer = null;
     this._everConnected = false;
     this._syncAsked = false;
@@ -558,6 +564,9 @@ export class Client {
       case "disconnect":
         // "replaced": this seat lives on another connection now.
         if (message.code === "replaced") this._stayDown = true;
+        // "retry": the server is restarting and keeps the seat: come back.
+        this._serverRetry = message.retry === true;
+        if (this._serverRetry) this._stayDown = false;
         break;
     }
     const before = this.mirror.seq;
@@ -593,10 +602,13 @@ export class Client {
       this._request({ action: "reconnect", token }, true).then(
         (joined) => {
           this._attempt = 0;
+          this._downSince = null;
           this._emit("reconnected", joined);
         },
         (error) => {
           if (error.code === "disconnected") return; // dropped again: the next socket retries
+          this._attempt = 0;
+          this._downSince = null;
           this._leftRoom();
           this.playerId = message.player_id;
           this._emit("reconnect_failed", error);
@@ -605,6 +617,7 @@ export class Client {
     } else {
       if (again) this._emit("reconnected", null);
       this._attempt = 0;
+      this._downSince = null;
     }
     const outbox = this._outbox;
     this._outbox = [];
@@ -621,9 +634,14 @@ export class Client {
 
   _dropped(event) {
     const reconnecting = !this._closed && !this._stayDown && this.options.reconnect !== false;
+    const retry = this._serverRetry;
+    this._serverRetry = false;
     this._lost("disconnected", "the connection was lost");
-    this._emit("close", { code: event.code, reason: event.reason, reconnecting });
-    if (reconnecting) this._retry();
+    this._emit("close", { code: event.code, reason: event.reason, reconnecting, retry });
+    if (reconnecting) {
+      if (this._downSince === null) this._downSince = Date.now();
+      this._retry();
+    }
   }
 
   /** The socket is gone: fail the requests sent on it (queued ones wait for the next). */
@@ -637,18 +655,29 @@ export class Client {
   }
 
   _retry() {
-    if (this._attempt >= this.options.maxAttempts) {
-      this._emit("reconnect_failed", new GameError("gave_up", `no connection after ${this._attempt} attempts`));
+    const left = this.options.maxReconnectTime - (Date.now() - this._downSince);
+    if (this._attempt >= this.options.maxAttempts || left <= 0) {
+      this._giveUp(new GameError("gave_up", `no connection after ${this._attempt} attempts`));
       return;
     }
     const { initial, max, factor, jitter } = this.backoff;
     const ceiling = Math.min(max, initial * factor ** this._attempt);
-    const delay = Math.round(ceiling * (1 - jitter * Math.random()));
+    // The last attempt is made when the time is up, not after it.
+    const delay = Math.min(left, Math.round(ceiling * (1 - jitter * Math.random())));
     this._attempt += 1;
     this._emit("reconnecting", { attempt: this._attempt, delay });
     this._retryTimer = setTimeout(() => {
       if (!this._closed) this._open();
     }, delay);
+  }
+
+  /** Stop reconnecting: what waited for a socket fails, and the seat is let go. */
+  _giveUp(error) {
+    this._attempt = 0;
+    this._downSince = null;
+    this._outbox = [];
+    for (const id of [...this._pending.keys()]) this._settle(id).reject(error);
+    this._emit("reconnect_failed", error);
   }
 }
 

@@ -43,15 +43,21 @@ client.on("open", () => {
   setStatus("connected", "connected");
   showWhoami();
 });
-client.on("close", ({ reconnecting }) =>
-  setStatus(reconnecting ? "reconnecting" : "disconnected", reconnecting ? "connection lost…" : "disconnected"));
+client.on("close", ({ reconnecting, retry }) => {
+  if (!reconnecting) setStatus("disconnected", "disconnected");
+  else setStatus("reconnecting", retry ? "the server is restarting… reconnecting…" : "connection lost… reconnecting…");
+});
 client.on("reconnecting", ({ attempt, delay }) =>
-  setStatus("reconnecting", `reconnecting in ${(delay / 1000).toFixed(1)} s (attempt ${attempt})…`));
+  setStatus("reconnecting", `reconnecting… (attempt ${attempt}, in ${(delay / 1000).toFixed(1)} s)`));
 client.on("reconnect_failed", (error) => {
+  if (error.code === "gave_up") setStatus("disconnected", "disconnected");
   showError(`Could not get back into the room: ${error.message}`);
   showLobby();
 });
-client.on("disconnect", (message) => showError(`The server closed the connection: ${message.message}`));
+client.on("disconnect", (message) => {
+  // "retry": the server is restarting and keeps the seat; the client comes back by itself.
+  if (!message.retry) showError(`The server closed the connection: ${message.message}`);
+});
 client.on("error", (message) => showError(message.message));
 
 function showWhoami() {

@@ -402,3 +402,53 @@ test("leave() forgets the token and resets the room; the next drop only reopens 
     mock.timers.reset();
   }
 });
+
+test("a disconnect with retry: the close says so, and the seat comes back with the latest token", async () => {
+  mock.timers.enable({ apis: ["setTimeout", "Date"] });
+  try {
+    const { client, socket } = fakeClient({ backoff: { initial: 100, jitter: 0 } });
+    await joinArena(client, socket);
+    const closes = [];
+    client.on("close", (detail) => closes.push(detail));
+    socket.deliver({ action: "disconnect", code: "server_shutdown", message: "restarting", retry: true });
+    socket.drop(1000);
+    assert.deepEqual(closes, [{ code: 1000, reason: "", reconnecting: true, retry: true }]);
+    mock.timers.tick(100);
+    const next = FakeSocket.all[1];
+    next.deliver({ action: "welcome", player_id: "fresh" });
+    assert.deepEqual(next.sent[0], { action: "reconnect", token: "T1", id: next.sent[0].id }, "the latest token");
+    next.deliver({ action: "joined", room: "arena", room_id: "R1", player_id: "p1", players: ["p1"], token: "T2", id: next.sent[0].id });
+    await Promise.resolve();
+    assert.equal(client.token, "T2");
+    next.drop(); // a plain drop: no retry hint
+    assert.deepEqual(closes.at(-1), { code: 1006, reason: "", reconnecting: true, retry: false });
+  } finally {
+    mock.timers.reset();
+  }
+});
+
+test("reconnection gives up after maxReconnectTime: reconnect_failed gave_up, queued requests fail", async () => {
+  mock.timers.enable({ apis: ["setTimeout", "Date"] });
+  try {
+    const { client, socket } = fakeClient({ backoff: { initial: 1000, max: 4000, jitter: 0 }, maxReconnectTime: 6000 });
+    await joinArena(client, socket);
+    const delays = [];
+    client.on("reconnecting", ({ delay }) => delays.push(delay));
+    const failed = new Promise((resolve) => client.on("reconnect_failed", resolve));
+    socket.deliver({ action: "disconnect", code: "server_shutdown", message: "restarting", retry: true });
+    socket.drop(1000);
+    const queued = client.request("score");
+    for (let i = 0; i < 3; i++) {
+      mock.timers.tick(delays.at(-1));
+      FakeSocket.all.at(-1).drop(); // refused: the server is not back
+    }
+    // 1000 + 2000 + 3000 (the rest of the 6 s, not 4000) and then no more.
+    assert.deepEqual(delays, [1000, 2000, 3000]);
+    assert.equal((await failed).code, "gave_up");
+    await assert.rejects(queued, (e) => e.code === "gave_up");
+    mock.timers.tick(60000);
+    assert.equal(FakeSocket.all.length, 4);
+  } finally {
+    mock.timers.reset();
+  }
+});
