@@ -8,7 +8,18 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from tests._server import LineClient, RunningServer, poll, start_server, stop_process
+from gameframe.client import GameClient
+from gameframe.codec import Message
+from tests._server import (
+    HOST,
+    LineClient,
+    RunningServer,
+    free_port,
+    poll,
+    start_server,
+    start_server_at,
+    stop_process,
+)
 
 
 def store_args(tmp_path: Path, *more: str) -> tuple[str, ...]:
@@ -110,3 +121,40 @@ def test_after_kill_9_the_last_periodic_snapshot_comes_back(tmp_path: Path) -> N
     finally:
         stop_process(again.process)
 
+
+
+def test_the_python_client_takes_its_seat_back_by_itself(tmp_path: Path) -> None:
+    """A deploy as a player sees it: the Python client reconnects with backoff and plays on."""
+    port, web_port = free_port(), free_port()
+    endpoints = (f"tcp:{port}:interface={HOST}", port, f"tcp:{web_port}:interface={HOST}", web_port)
+    server = start_server_at(tmp_path, *endpoints, *store_args(tmp_path))
+    clients: list[GameClient] = []
+    try:
+        alice, bob = GameClient.connect(HOST, port), GameClient.connect(HOST, port)
+        clients += [alice, bob]
+        alice.join_or_create("tictactoe")
+        bob.join_or_create("tictactoe")
+        start = alice.wait_for("start")
+        x, o = (alice, bob) if start["turn"] == alice.player_id else (bob, alice)
+        x.call("place", cell=4)
+        for client in (x, o):
+            client.wait_for("placed")
+            client.poll()  # what came before the restart is read
+        stop_process(server.process)
+        server = start_server_at(tmp_path, *endpoints, *store_args(tmp_path))
+        back: list[Message] = []
+        for client in (x, o):
+            client.on_reconnected = back.append
+            client.wait_for("joined", timeout=30)
+            client.wait_for("state")
+        assert len(back) == 2
+        for client in (x, o):
+            assert client.state.state["board"][4] == "X"
+            assert client.state.state["turn"] == o.player_id
+        o.call("place", cell=0)
+        for client in (x, o):
+            client.wait_for(lambda m: m["action"] == "placed" and m["cell"] == 0)
+    finally:
+        for client in clients:
+            client.close()
+        stop_process(server.process)
