@@ -21,6 +21,7 @@ from gameframe.mirror import StateMirror
 from gameframe.player import Player
 from gameframe.room import Room
 from gameframe.service import RoomService
+from gameframe.store.memory import MemoryPlayerStorage, MemoryRoomStore
 from gameframe.vocabulary import disconnect_message
 
 __all__ = [
@@ -30,6 +31,8 @@ __all__ = [
     "Harness",
     "LocalDirectory",
     "MemoryCluster",
+    "MemoryPlayerStorage",
+    "MemoryRoomStore",
     "host_of",
 ]
 
@@ -219,7 +222,26 @@ class Harness:
         if isinstance(rooms, type):
             rooms = {rooms.__name__.lower(): rooms}
         self.clock = clock if clock is not None else Clock()
+        self._rooms = rooms
+        self._service_options = service_options
         self.service = RoomService(self.clock, rooms, **service_options)
+
+    def restart(self) -> None:
+        """
+        A deploy: the server stops gracefully (its rooms are saved, its
+        players told C{disconnect} with C{"retry": true}) and a new one
+        starts on the same room store and clock, its saved rooms restored.
+        Clients come back with L{FakeClient.reconnect}. Needs a store::
+
+            kit = Harness(MyRoom, store=MemoryRoomStore())
+        """
+        if self.service.store is None:
+            raise AssertionError("restart needs a room store: Harness(..., store=MemoryRoomStore())")
+        self.service.stopService()
+        self.settle()
+        self.service = RoomService(self.clock, self._rooms, **self._service_options)
+        self.service.startService()
+        self.settle()
 
     def connect(self) -> FakeClient:
         """A new player connects (and receives its welcome)."""

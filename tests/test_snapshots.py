@@ -253,3 +253,26 @@ class SnapshotTests(SynchronousTestCase):
         for owner, count in won.items():
             found = self.successResultOf(self.storage.read(owner, "tictactoe", "record"))
             self.assertEqual(0 if found is None else found[0]["wins"], count)
+
+
+class HarnessRestartTests(SynchronousTestCase):
+    """What a room author writes to test that the room survives a deploy."""
+
+    def test_an_author_tests_a_deploy_in_memory(self) -> None:
+        from gameframe.testing import MemoryRoomStore as Store
+
+        kit = Harness({"counter": Counter}, store=Store())
+        alice = kit.connect()
+        alice.join_or_create("counter")
+        alice.request("add")
+        kit.restart()
+        self.assertIs(alice.last("disconnect")["retry"], True)
+        again = alice.reconnect()
+        self.assertEqual(again.last("joined")["player_id"], alice.player_id)
+        self.assertEqual(again.request("add")["result"], 2)
+
+    def test_restart_without_a_store_says_what_is_missing(self) -> None:
+        kit = Harness({"counter": Counter})
+        with self.assertRaises(AssertionError) as raised:
+            kit.restart()
+        self.assertIn("MemoryRoomStore", str(raised.exception))

@@ -2,7 +2,9 @@
  * The tic-tac-toe view: `place {cell}` (0-8); the room sends `start {marks,
  * turn}`, `placed {player_id, cell, mark, turn}` and `game_over {winner,
  * reason, board}`, and refuses with not_your_turn, cell_taken, not_started
- * or game_over.
+ * or game_over. The whole game is also the room's state (`board`, `marks`,
+ * `turn`, `over`, `wins`): a player back after a drop or a server restart
+ * redraws from it, and signed-in players see their wins.
  */
 
 /**
@@ -52,6 +54,8 @@ export function mount(root, client) {
     else if (phase === "playing") {
       status.textContent = turn === client.playerId ? `Your turn (${mine})` : `Their turn: you are ${mine}`;
     } else status.textContent = "Game over.";
+    const won = wins[client.playerId];
+    if (won !== undefined) status.textContent += ` (your wins: ${won})`;
     if (note) status.textContent += ` ${note}`;
   }
 
@@ -64,7 +68,20 @@ export function mount(root, client) {
     });
   }
 
+  let wins = {};
+
   const unsubscribe = [
+    client.on("state", (state) => {
+      // The full picture (a reconnect, a restart, patches): draw from it.
+      if (!state || !Array.isArray(state.board)) return;
+      board = [...state.board];
+      marks = state.marks;
+      turn = state.turn;
+      wins = state.wins || {};
+      if (state.over) phase = "over";
+      else if (turn !== null) phase = "playing";
+      render();
+    }),
     client.on("start", (m) => {
       marks = m.marks;
       turn = m.turn;
