@@ -241,6 +241,9 @@ class RoomHost:
                     "data": seat.player.data,
                     "user": seat.player.user,
                     "auth": seat.player.auth,
+                    # In a cluster, the node the player is connected through
+                    # (a stand-in's link): a room restored elsewhere re-seats it there.
+                    "home": getattr(seat.player.link, "home", None),
                 }
                 for seat in self._seats.values()
                 if seat.phase in held
