@@ -479,7 +479,7 @@ class RoomHost:
             ms=held * 1000,
         )
 
-    def drop(self, player: Player) -> None:
+    def drop(self, player: Player, hold: float = 0.0) -> None:
         seat = self._seats.get(player.id)
         if seat is None or seat.player is not player:
             return
@@ -491,6 +491,7 @@ class RoomHost:
         except Exception:
             self.log.failure("{room}.on_drop failed for {player}", room=self, player=player)
             hold_for = 0
+        hold_for = max(hold_for or 0, hold)
         if not hold_for or hold_for <= 0 or not self.running:
             self.leave(player, LEFT_DISCONNECT)
             return

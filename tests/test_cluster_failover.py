@@ -201,6 +201,35 @@ class TestARoomsNodeStops:
             assert_back(client, game)
         finish(game)
 
+    def test_its_players_in_rooms_elsewhere_keep_their_seats_for_their_reconnect(self) -> None:
+        class NoHold(TicTacToe):
+            reconnect_timeout = 0  # a dropped player leaves at once: a deploy is no drop
+
+        kit = ClusterHarness(
+            {"tictactoe": NoHold},
+            nodes=["a", "b", "c"],
+            placement=lambda *_: "b",
+            room_store=MemoryRoomStore(),
+        )
+        kit.advance(1)  # every node has heard of b
+        alice, bob = kit.node("a").connect(), kit.node("c").connect()
+        room_id = alice.create("tictactoe")["room_id"]
+        assert nodes_running(kit, room_id) == ["b"]
+        assert bob.join(room_id)["action"] == "joined"
+        node = kit.node("a")
+        node.service.stopService()
+        kit.settle()
+        node.node.stopService()
+        kit.advance(3)
+        assert alice.last("disconnect")["retry"] is True
+        back = kit.node("b").connect()
+        assert back.request("reconnect", token=alice.token)["action"] == "joined"
+        start = bob.last("start")
+        x, o = (back, bob) if start["turn"] == alice.player_id else (bob, back)
+        for client, cell in [(x, 0), (o, 4), (x, 1), (o, 5), (x, 2)]:
+            assert client.request("place", cell=cell)["action"] == "result"
+        assert bob.last("game_over")["reason"] == "line"
+
 
 class TestAFencedNode:
     def test_it_gives_up_its_rooms_to_the_node_that_restored_them(self) -> None:

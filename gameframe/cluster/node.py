@@ -313,9 +313,11 @@ class ClusterNode(Service):
         if self._loop.running:
             self._loop.stop()
         # Players still connected here leave their remote rooms' connections
-        # as if dropped: those rooms hold or free their seats now.
+        # as if dropped: those rooms hold or free their seats now. With a room
+        # store they were told to come back: their seats are held for that.
+        hold = self.service.restore_grace if self.saving and self.service is not None else 0.0
         for player_id, membership in list(self.members.items()):
-            self.outbox(membership.node).add([DROP_ITEM, player_id])
+            self.outbox(membership.node).add([DROP_ITEM, player_id, hold])
         self.members.clear()
         self._flush()
         self._settle_asks(None, "this node is stopping")
@@ -1040,7 +1042,8 @@ class ClusterNode(Service):
         elif kind == DROP_ITEM:
             stand_in = self._stand_in(sender, header[1])
             if stand_in is not None:
-                service.disconnect(stand_in, stand_in.link)
+                hold = header[2] if len(header) > 2 else 0.0
+                service.disconnect(stand_in, stand_in.link, hold)
         elif kind == RECONNECT_ITEM:
             self._remote_reconnect(sender, *header[1:])
         elif kind == SEATED_ITEM:
