@@ -241,6 +241,9 @@ class RoomHost:
                     "data": seat.player.data,
                     "user": seat.player.user,
                     "auth": seat.player.auth,
+                    # In a cluster, the node the player is connected through
+                    # (a stand-in's link): a room restored elsewhere re-seats it there.
+                    "home": getattr(seat.player.link, "home", None),
                 }
                 for seat in self._seats.values()
                 if seat.phase in held
@@ -476,7 +479,7 @@ class RoomHost:
             ms=held * 1000,
         )
 
-    def drop(self, player: Player) -> None:
+    def drop(self, player: Player, hold: float = 0.0) -> None:
         seat = self._seats.get(player.id)
         if seat is None or seat.player is not player:
             return
@@ -488,6 +491,7 @@ class RoomHost:
         except Exception:
             self.log.failure("{room}.on_drop failed for {player}", room=self, player=player)
             hold_for = 0
+        hold_for = max(hold_for or 0, hold)
         if not hold_for or hold_for <= 0 or not self.running:
             self.leave(player, LEFT_DISCONNECT)
             return

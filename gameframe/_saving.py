@@ -116,6 +116,10 @@ class RoomSaver:
         if not self._writing:
             self._delete()
 
+    def abandon(self) -> None:
+        """Another node owns the room now: stop saving it, and delete nothing."""
+        self._close()
+
     def _close(self) -> None:
         self._closed = True
         if self._loop is not None and self._loop.running:

@@ -63,8 +63,11 @@ class IRoomHandle(Interface):
     def dispatch(player: Any, message: dict[str, Any]) -> Any:
         """Run a room action for a seated player: its result, or a Deferred of it."""
 
-    def drop(player: Any) -> None:
-        """The player's connection dropped: hold its seat, or let it leave."""
+    def drop(player: Any, hold: float = 0.0) -> None:
+        """
+        The player's connection dropped: hold its seat, or let it leave
+        (C{hold}: hold it at least that many seconds, whatever the room says).
+        """
 
     def reconnect(
         player_id: str, secret: str, link: IPlayerLink, request_id: Any, user: Any

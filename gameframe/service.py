@@ -202,13 +202,17 @@ class RoomService(Service):
         )
         return player
 
-    def disconnect(self, player: Player, link: IPlayerLink | None = None) -> None:
+    def disconnect(
+        self, player: Player, link: IPlayerLink | None = None, hold: float = 0.0
+    ) -> None:
         """
         A connection closed: its player leaves its room, or the room holds
         the seat for a C{reconnect} (L{Room.on_drop}).
 
         @param link: the connection that closed; if the player has moved to
             another connection since, nothing happens.
+        @param hold: hold its seat at least this many seconds (a cluster
+            node of a player in this room is restarting with a room store).
         """
         if link is not None:
             # What it still had queued dies with it, even when a reconnect
@@ -222,7 +226,7 @@ class RoomService(Service):
         self.players.pop(player.id, None)
         handle = self._handle_of(player)
         if handle is not None:
-            handle.drop(player)
+            handle.drop(player, hold)
         elif self.cluster is not None:
             self.cluster.dropped(player)
 

@@ -21,6 +21,7 @@ from gameframe.mirror import StateMirror
 from gameframe.player import Player
 from gameframe.room import Room
 from gameframe.service import RoomService
+from gameframe.store.base import IRoomStore
 from gameframe.store.memory import MemoryPlayerStorage, MemoryRoomStore
 from gameframe.vocabulary import disconnect_message
 
@@ -307,6 +308,10 @@ class NodeHarness(Harness):
         self.name = name
         self.clock = cluster.clock
         self.store = _NodeStore(cluster.store)
+        # Its way to the shared room store, cut like the cluster store's when it is killed.
+        self.room_store = None if cluster.room_store is None else _NodeStore(cluster.room_store)
+        if self.room_store is not None:
+            service_options = {"store": self.room_store, **service_options}
         self.node = ClusterNode(
             self.clock,
             self.store,
@@ -334,7 +339,7 @@ class NodeHarness(Harness):
 class _NodeStore:
     """One node's way to the shared store; cut when the node is killed (a dead process does nothing)."""
 
-    def __init__(self, store: MemoryCluster) -> None:
+    def __init__(self, store: Any) -> None:
         self._store = store
         self.dead = False
 
@@ -363,7 +368,8 @@ class ClusterHarness:
 
     Requests settle the bus before they return. L{kill} plays a node's
     process dying (kill -9); C{store.down()}/C{store.up()} play Redis going
-    away and coming back.
+    away and coming back. With C{room_store} (a L{gameframe.store.memory.MemoryRoomStore}) every
+    node saves its rooms there, and a dead node's rooms come back on another.
     """
 
     def __init__(
@@ -373,6 +379,7 @@ class ClusterHarness:
         clock: Clock | None = None,
         placement: Placement | None = None,
         flush_interval: float = 0.0,
+        room_store: IRoomStore | None = None,
         **service_options: Any,
     ) -> None:
         if isinstance(rooms, type):
@@ -381,6 +388,7 @@ class ClusterHarness:
         self.placement = placement
         self.flush_interval = flush_interval
         self.store = MemoryCluster(self.clock)
+        self.room_store = room_store
         self.nodes: dict[str, NodeHarness] = {}
         for name in nodes:
             self.nodes[name] = NodeHarness(self, rooms, name, **service_options)
@@ -432,6 +440,8 @@ class ClusterHarness:
         """
         node = self.nodes[name]
         node.store.dead = True
+        if node.room_store is not None:
+            node.room_store.dead = True
         self.store.forget(node.node.node_id)
         if node.node._loop.running:
             node.node._loop.stop()

@@ -68,7 +68,7 @@ class Cluster:
 
 
 @contextlib.contextmanager
-def three_nodes(redis: RunningRedis, directory: Path) -> Iterator[Cluster]:
+def three_nodes(redis: RunningRedis, directory: Path, *more: str) -> Iterator[Cluster]:
     (directory / "rooms10.py").write_text(ROOMS_MODULE)
     nodes: dict[str, RunningServer] = {}
     try:
@@ -86,6 +86,7 @@ def three_nodes(redis: RunningRedis, directory: Path) -> Iterator[Cluster]:
                 "--room", "tictactoe=gameframe.demo.tictactoe:TicTacToe",
                 "--room", "arena=gameframe.demo.arena:Arena",
                 "--room", "chat10=rooms10:Chat10",
+                *more,
             )
         for name, server in nodes.items():
             wait_for_log(server, f"node {name}: in the cluster")
@@ -274,3 +275,67 @@ def test_readyz_wants_redis_and_healthz_does_not(redis_server: RunningRedis, tmp
         poll(server, "ready once Redis is there", lambda: status(server, "/readyz")[0] == 200, NOTICE)
     finally:
         stop_process(server.process)
+
+
+def saved_room(redis: RunningRedis, room_id: str) -> dict[str, Any] | None:
+    """The room as the Redis room store has it now (read beside the nodes)."""
+    reply = redis.command("HGET", f"gf:saved:room:{room_id}", "data")
+    if reply.startswith(b"$-1"):
+        return None
+    found: dict[str, Any] = json.loads(reply.split(b"\r\n", 1)[1].rsplit(b"\r\n", 1)[0])
+    return found
+
+
+def test_with_a_store_kill_the_rooms_node_and_the_game_finishes_on_another(
+    redis_server: RunningRedis, tmp_path: Path
+) -> None:
+    with three_nodes(redis_server, tmp_path, "--store", "redis") as cluster:
+        alice = cluster.connect("a")
+        created = alice.request("create", room="tictactoe")
+        room_id, token = created["room_id"], created["token"]
+        home = cluster.node_of(room_id)
+        survivors = [n for n in NODES if n != home]
+        bob = cluster.connect(survivors[0])
+        assert bob.request("join", room_id=room_id)["action"] == "joined"
+        start = alice.expect("start")
+        x, o = (alice, bob) if start["turn"] == alice.player_id else (bob, alice)
+        assert x.request("place", cell=0)["action"] == "result"
+        assert o.request("place", cell=4)["action"] == "result"
+
+        def moves_saved() -> bool:
+            room = saved_room(cluster.redis, room_id)
+            return room is not None and room["room"]["state"]["board"][4] == "O"
+
+        poll(cluster.nodes[home], "the periodic snapshot with both moves", moves_saved)
+        for client in (alice, bob):
+            client.unread.clear()  # what came before the death (a first state among it)
+        cluster.nodes[home].process.send_signal(signal.SIGKILL)
+        cluster.nodes[home].process.wait(timeout=10)
+        players = {}
+        for client in (alice, bob):
+            if client is alice and home == "a":
+                # Its node died with the room: it reconnects through another with its token.
+                back = cluster.connect(survivors[1])
+                poll(
+                    cluster.nodes[survivors[1]],
+                    "the room is back for the token",
+                    lambda: back.request("reconnect", token=token)["action"] == "joined",
+                    NOTICE,
+                )
+                players[client.player_id] = back
+            else:
+                # Connected through a live node: seated again with no left.
+                client.sock.settimeout(NOTICE)
+                assert client.expect("joined")["room_id"] == room_id
+                players[client.player_id] = client
+        for client in players.values():
+            state = client.expect("state")["state"]
+            assert (state["board"][0], state["board"][4]) == ("X", "O")
+            assert state["turn"] == x.player_id
+            assert not [m for m in client.unread if m["action"] == "left"]
+        x2, o2 = players[x.player_id], players[o.player_id]
+        for client, cell in [(x2, 1), (o2, 5), (x2, 2)]:
+            assert client.request("place", cell=cell)["action"] == "result"
+        for client in (x2, o2):
+            assert client.expect("game_over")["winner"] == x.player_id
+        assert cluster.node_of(room_id) in survivors

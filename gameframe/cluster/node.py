@@ -59,6 +59,7 @@ from gameframe.vocabulary import (
 if TYPE_CHECKING:
     from gameframe._host import RoomHost
     from gameframe.service import RoomService
+    from gameframe.store.base import SavedRoom
 
 # Seconds between heartbeats, and how long a lease lasts without one.
 BEAT_INTERVAL = 1.0
@@ -73,6 +74,9 @@ REMOTE_TIMEOUT = 10.0
 ENDED_MEMORY = 60.0
 # An admin operation sent to another node that gets no answer in this time fails (unavailable).
 ADMIN_TIMEOUT = 5.0
+# With a room store: players here whose room's node died or stopped wait this long
+# (seconds) for the room to come back on another node before they get room_lost.
+REATTACH_TIMEOUT = 30.0
 
 # Bus item kinds. To a room's node: join, act, drop, reconnect. Back home:
 # deliver (with the recipients), seated, unseated, refused, close.
@@ -269,6 +273,11 @@ class ClusterNode(Service):
         self._live: set[str] = set()  # the nodes alive at the last heartbeat
         self._since = 0.0
         self._dead: set[str] = set()
+        # With a room store: dead nodes whose saved rooms this node has yet to try to claim.
+        self._unclaimed: set[str] = set()
+        self._claiming = False
+        # With a room store: nodes running rooms of players here that left the cluster, since when.
+        self._away: dict[str, float] = {}
         self._cpu_mark = (clock.seconds(), cpu())
         self._loop = LoopingCall(self._beat)
         self._loop.clock = clock
@@ -276,6 +285,11 @@ class ClusterNode(Service):
 
     def attach(self, service: RoomService) -> None:
         self.service = service
+
+    @property
+    def saving(self) -> bool:
+        """Whether rooms are saved (the service has a room store): a dead node's rooms come back."""
+        return self.service is not None and self.service.store is not None
 
     def __repr__(self) -> str:
         return f"node {self.node_id}"
@@ -299,9 +313,11 @@ class ClusterNode(Service):
         if self._loop.running:
             self._loop.stop()
         # Players still connected here leave their remote rooms' connections
-        # as if dropped: those rooms hold or free their seats now.
+        # as if dropped: those rooms hold or free their seats now. With a room
+        # store they were told to come back: their seats are held for that.
+        hold = self.service.restore_grace if self.saving and self.service is not None else 0.0
         for player_id, membership in list(self.members.items()):
-            self.outbox(membership.node).add([DROP_ITEM, player_id])
+            self.outbox(membership.node).add([DROP_ITEM, player_id, hold])
         self.members.clear()
         self._flush()
         self._settle_asks(None, "this node is stopping")
@@ -373,6 +389,9 @@ class ClusterNode(Service):
                 self._node_died(node)
         if not self.available:
             self._recover()
+        if self.saving:
+            self._wait_for_rooms()
+            self._claim()
 
     def _beat_failed(self, failure: Failure) -> None:
         if failure.check(Fenced):
@@ -445,6 +464,8 @@ class ClusterNode(Service):
         self._settle_asks(None, "this node lost the cluster")
         for player_id in list(self.members):
             self._lose_membership(player_id)
+        if self.saving:
+            self._abandon_rooms()
         for stand_in in list(self._stand_ins.values()):
             handle = None if stand_in.room is None else self.local.get(stand_in.room.room_id)
             if handle is not None and isinstance(stand_in.link, BusLink):
@@ -456,9 +477,13 @@ class ClusterNode(Service):
         self._dead.add(node)
         self.log.warn("{node}: node {dead} died", node=self, dead=node)
         self._outboxes.pop(node, None)
-        for player_id, membership in list(self.members.items()):
-            if membership.node == node:
-                self._lose_membership(player_id)
+        if self.saving:
+            # Its rooms come back on a live node, which re-seats the players here.
+            self._unclaimed.add(node)
+        else:
+            for player_id, membership in list(self.members.items()):
+                if membership.node == node:
+                    self._lose_membership(player_id)
         for player_id, waiting in list(self._waiting.items()):
             if waiting.node == node:
                 self._settle(player_id, GameError(ROOM_NOT_FOUND, "the room's node died"))
@@ -468,6 +493,142 @@ class ClusterNode(Service):
             link = stand_in.link
             if isinstance(link, BusLink) and link.home == node and service is not None:
                 service.disconnect(stand_in, link)
+
+    # -- failover with a room store: claiming saved rooms, re-seating their players ------
+
+    def _claim(self) -> None:
+        """
+        Take over the rooms released by graceful stops and those of the nodes
+        seen dead, and run them here; a failed claim is tried again at the next beat.
+        """
+        service = self.service
+        if (
+            service is None
+            or service.store is None
+            or self._claiming
+            or not self.available
+            or self.draining
+            or service.stopping
+        ):
+            return
+        store = service.store
+        owners = ["", *sorted(self._unclaimed)]
+        node_id = self.node_id
+        self._claiming = True
+
+        async def claim() -> None:
+            try:
+                rooms = await maybeDeferred(store.claim, node_id, owners)
+            except Exception:
+                self.log.warn("{node}: claiming saved rooms failed; trying again", node=self)
+                return
+            self._unclaimed.difference_update(owners)
+            if rooms:
+                self.log.info(
+                    "{node}: took over {count} saved rooms", node=self, count=len(rooms)
+                )
+            for saved in rooms:
+                await service.restore_room(saved)
+                self._reattach(saved)
+
+        def done(result: object) -> None:
+            self._claiming = False
+
+        claimed = Deferred.fromCoroutine(claim())
+        claimed.addErrback(lambda f: self.log.failure("{node}: restoring claimed rooms", f, node=self))
+        claimed.addBoth(done)
+
+    def _reattach(self, saved: SavedRoom) -> None:
+        """
+        A room restored here: each saved seat whose player was connected
+        through a live node (its C{home}) is taken back at once for that
+        player, who gets C{joined} with a new token and the full state.
+        """
+        handle = self.local.get(saved.room_id)
+        if handle is None or not handle.running:
+            return
+        for record in orjson.loads(saved.data).get("seats", ()):
+            home = record.get("home")
+            if not isinstance(home, str) or not home:
+                continue
+            if home != self.node_id and (home not in self._live or home in self._dead):
+                continue  # its node is gone too: the player reconnects with its token
+            try:
+                self._reattach_seat(handle, record["id"], record["token"], home)
+            except GameError:
+                pass  # the seat went meanwhile
+            except Exception:
+                self.log.failure("{node}: re-seating a player of {room}", node=self, room=handle)
+
+    def _reattach_seat(self, handle: IRoomHandle, player_id: str, token: str, home: str) -> None:
+        if home != self.node_id:
+            # Its home node takes it as a remote reconnect (seated item, then joined and state).
+            handle.reconnect(player_id, token, BusLink(self, home, player_id), None, None)
+            return
+        service = self._require()
+        here = service.players.get(player_id)
+        membership = self.members.get(player_id)
+        if (
+            here is None
+            or here.link is None
+            or membership is None
+            or membership.room_id != handle.room_id
+        ):
+            return
+        del self.members[player_id]
+        link, here.link = here.link, None
+        service.players[player_id] = handle.reconnect(player_id, token, link, None, None)
+
+    def _wait_for_rooms(self) -> None:
+        """
+        Players here whose room's node left the cluster keep their membership
+        (their actions get C{unavailable}) until the room is back elsewhere;
+        after C{REATTACH_TIMEOUT} seconds they get C{left} with C{room_lost}.
+        """
+        now = self._clock.seconds()
+        away = {
+            membership.node
+            for membership in self.members.values()
+            if membership.node not in self._live or membership.node in self._dead
+        }
+        for node in list(self._away):
+            if node not in away:
+                del self._away[node]
+        for node in away:
+            if now - self._away.setdefault(node, now) >= REATTACH_TIMEOUT:
+                del self._away[node]
+                for player_id, membership in list(self.members.items()):
+                    if membership.node == node:
+                        self._lose_membership(player_id)
+
+    def _abandon_rooms(self) -> None:
+        """
+        Fenced with a room store: the others restore this node's rooms from
+        the store, so the copies here stop without saving or deleting
+        anything, and their players connected here reconnect with their tokens.
+        """
+        from gameframe._host import RoomHost
+
+        for handle in list(self.local.rooms()):
+            if not isinstance(handle, RoomHost):
+                continue
+            saver, handle.saver = handle.saver, None
+            if saver is not None:
+                saver.abandon()
+            links = [
+                player.link
+                for player in handle.players.values()
+                if player.link is not None and not isinstance(player.link, BusLink)
+            ]
+            handle.suspend()
+            self._ended.pop(handle.room_id, None)
+            for link in links:
+                link.close(
+                    SERVER_SHUTDOWN,
+                    "this node lost its rooms to another node: reconnect with your token",
+                    retry=True,
+                )
+            self.log.warn("{node}: {room} now runs on another node", node=self, room=handle)
 
     def _lose_membership(self, player_id: str) -> None:
         membership = self.members.pop(player_id)
@@ -881,7 +1042,8 @@ class ClusterNode(Service):
         elif kind == DROP_ITEM:
             stand_in = self._stand_in(sender, header[1])
             if stand_in is not None:
-                service.disconnect(stand_in, stand_in.link)
+                hold = header[2] if len(header) > 2 else 0.0
+                service.disconnect(stand_in, stand_in.link, hold)
         elif kind == RECONNECT_ITEM:
             self._remote_reconnect(sender, *header[1:])
         elif kind == SEATED_ITEM:
@@ -973,9 +1135,18 @@ class ClusterNode(Service):
         """A room elsewhere seated a player of this node (a join or a reconnect)."""
         service = self._require()
         waiting = self._waiting.pop(player_id, None)
-        if waiting is not None and waiting.timer is not None and waiting.timer.active():
+        if waiting is None:
+            # A room restored elsewhere took back a player of this node: only
+            # if it is still here and still waits for that room.
+            membership = self.members.get(player_id)
+            if player_id in service.players and membership is not None and membership.room_id == room_id:
+                membership.node = node
+            else:
+                self.outbox(node).add([DROP_ITEM, player_id])
+            return
+        if waiting.timer is not None and waiting.timer.active():
             waiting.timer.cancel()
-        if waiting is not None and waiting.link is not None:
+        if waiting.link is not None:
             # A reconnect: this connection now speaks for the seat's player.
             link = waiting.link
             lobby = link.player
@@ -992,8 +1163,7 @@ class ClusterNode(Service):
         if player_id in service.players:
             self.members[player_id] = Membership(room_id, node)
         # else: its connection closed meanwhile; the drop sent then frees the seat.
-        if waiting is not None:
-            waiting.done.callback(None)
+        waiting.done.callback(None)
 
     # -- the admin API: operations on the rooms of other nodes ----------------------------
 
