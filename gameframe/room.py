@@ -177,7 +177,9 @@ class Room:
         """
         The server is stopping (SIGTERM/SIGINT): finish up, e.g. save results
         (may be async; bounded by C{--shutdown-timeout}). The players are
-        still here; they leave (reason C{"shutdown"}) after it.
+        still here; after it they leave (reason C{"shutdown"}), or, with a
+        room store (C{--store}), the room is saved with their seats and they
+        are told to come back (C{disconnect} with C{"retry": true}).
         """
 
     def on_dispose(self) -> Any:

@@ -696,7 +696,9 @@ class RoomService(Service):
         Stop in order, within C{shutdown_timeout} seconds: every room's
         C{on_shutdown}, then every room is disposed (players get C{left}
         with reason C{"shutdown"}), then every connection is closed with
-        C{server_shutdown}. Listening ports are stopped before this service
+        C{server_shutdown}. With a room store, the rooms are saved and
+        released instead of disposed (no C{left}), and the connections are
+        closed with C{server_shutdown} and C{"retry": true}. Listening ports are stopped before this service
         (add them to the parent after it).
         """
         super().stopService()

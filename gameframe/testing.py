@@ -238,9 +238,11 @@ class Harness:
         """
         if self.service.store is None:
             raise AssertionError("restart needs a room store: Harness(..., store=MemoryRoomStore())")
+        storage = self.service.storage  # player storage outlives the server too
         self.service.stopService()
         self.settle()
-        self.service = RoomService(self.clock, self._rooms, **self._service_options)
+        options = {"storage": storage, **self._service_options}
+        self.service = RoomService(self.clock, self._rooms, **options)
         self.service.startService()
         self.settle()
 

@@ -65,6 +65,9 @@ class Arena(Room):
             width=tree["width"],
             height=tree["height"],
         )
+        # Nobody is connected yet: each avatar lights up as its player reconnects.
+        for avatar in self.state.players.values():
+            avatar.connected = False
 
     def on_join(self, player: Player, options: dict[str, Any]) -> None:
         state: ArenaState = self.state
