@@ -18,6 +18,7 @@ from zope.interface import implementer
 
 from gameframe._actions import ActionSpec, actions_of
 from gameframe._async import call
+from gameframe._counters import Metrics
 from gameframe._bucket import TokenBucket
 from gameframe._lifecycle import ROOM_MOVES, SEAT_MOVES, Lifecycle, RoomPhase, SeatPhase
 from gameframe._sync import StateSync
@@ -103,6 +104,7 @@ class RoomHost:
         metronome: Callable[[float], Metronome],
         directory: IRoomDirectory,
         stopwatch: Stopwatch = time.perf_counter,
+        metrics: Metrics | None = None,
     ) -> None:
         self.room_id = room_id
         self.room_type = room_type
@@ -126,8 +128,9 @@ class RoomHost:
         self._metronome = metronome
         self._directory = directory
         self._stopwatch = stopwatch
+        self._metrics = metrics if metrics is not None else Metrics()
         self._actions: dict[str, ActionSpec] = actions_of(room_class)
-        self.sync = StateSync(self._view_of)
+        self.sync = StateSync(self._view_of, self._metrics.patch_bytes.observe)
         self.tick_rate: float | None = room_class.tick_rate
         self.patch_rate: float | None = room_class.patch_rate
         room = room_class.__new__(room_class)
@@ -499,6 +502,7 @@ class RoomHost:
                 "{room}: the state cannot be sent to {player}", room=self, player=player
             )
             player.release(joined)
+            self._metrics.error(INTERNAL_ERROR)
             player.send(error_message(INTERNAL_ERROR, "the room's state cannot be sent"))
             return
         if state is None:
@@ -590,6 +594,7 @@ class RoomHost:
         now = self.clock.seconds()
         dt, self._last_tick = now - self._last_tick, now
         self.tick_overruns += count - 1
+        self._metrics.tick_overruns += count - 1
         self.ticks += 1
         started = self._stopwatch()
         try:
@@ -609,6 +614,7 @@ class RoomHost:
             return
         finally:
             held = self._stopwatch() - started
+            self._metrics.tick_seconds.observe(held)
             if held > SLOW_CALL:
                 self._slow("on_tick", held)
         self._tick_failures = 0

@@ -1,4 +1,4 @@
-"""The HTTP side: the browser demo's static files, GET /rooms, and the /ws WebSocket."""
+"""The HTTP side: the browser demo's static files, GET /rooms, /metrics, the health checks and the /ws WebSocket."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from twisted.web.server import NOT_DONE_YET, Request, Site
 from twisted.web.static import File
 
 from gameframe.codec import encode
+from gameframe.metrics import MetricsResource, metrics_registry
 from gameframe.service import RoomService
 from gameframe.websocket import GameWebSocketResource, WebSocketGameFactory
 
@@ -158,7 +159,8 @@ def make_site(
     readiness: Callable[[], list[str]] | None = None,
 ) -> Site:
     """
-    The web site: C{/} static demo, C{/rooms}, C{/ws}, C{/healthz}, C{/readyz}.
+    The web site: C{/} static demo, C{/rooms}, C{/ws}, C{/healthz}, C{/readyz},
+    C{/metrics} (Prometheus, from a registry of this site's own).
 
     @param readiness: what keeps the server from being ready (by default the
         RoomService's own L{RoomService.readiness}); empty when ready.
@@ -168,6 +170,7 @@ def make_site(
     root.putChild(b"rooms", RoomsResource(service))
     root.putChild(b"healthz", HealthResource())
     root.putChild(b"readyz", ReadyResource(readiness or service.readiness))
+    root.putChild(b"metrics", MetricsResource(metrics_registry(service)))
     site = QuietSite(root, reactor=websocket.scheduler.clock)
     site.displayTracebacks = False
     site.request_deadline = websocket.limits.frame_timeout

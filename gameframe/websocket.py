@@ -128,6 +128,7 @@ class WebSocketLink(BufferedLink):
     def bytesMessageReceived(self, data: bytes | bytearray) -> None:
         if self._closing or not self._counted():
             return
+        self._metrics.error(BAD_MESSAGE)
         self.send(error_message(BAD_MESSAGE, "send JSON in text frames, not binary"))
 
     def _reading_transport(self) -> IPushProducer | None:
@@ -155,11 +156,13 @@ class WebSocketLink(BufferedLink):
         meter = self._meter
         limit = self._max_frame
         clock = self._clock
+        metrics = self._metrics
 
         def counted(data: bytes) -> None:
             if self._closing:
                 return
             self._last_seen = now = clock.seconds()
+            metrics.bytes_received += len(data)
             ended = meter.ended
             if meter.feed(data) > limit:
                 self._too_large()
@@ -278,6 +281,8 @@ class WebSocketGameFactory(LinkFactory):
     @param limits: as for L{GameFactory}; C{gate}: share the TCP factory's
         so that C{max_connections} counts both.
     """
+
+    transport = "websocket"
 
     def __init__(
         self,
