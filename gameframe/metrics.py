@@ -6,13 +6,12 @@ from collections import Counter
 from typing import Iterator
 
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
     CollectorRegistry,
     GCCollector,
     PlatformCollector,
     ProcessCollector,
-    generate_latest,
 )
+from prometheus_client.exposition import choose_encoder
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -219,7 +218,9 @@ def metrics_registry(service: RoomService, process: bool = True) -> CollectorReg
 
 class MetricsResource(Resource):
     """
-    C{GET /metrics}: the registry in Prometheus' text exposition format.
+    C{GET /metrics}: the registry in Prometheus' text exposition format
+    (C{text/plain; version=0.0.4}), or another format prometheus_client
+    offers if the C{Accept} header asks for it (OpenMetrics).
 
     Rendered on the reactor thread (prometheus_client's own Twisted resource
     renders in a thread pool, where reading the server's live state would race
@@ -233,6 +234,8 @@ class MetricsResource(Resource):
         self._registry = registry
 
     def render_GET(self, request: Request) -> bytes:
-        request.setHeader(b"content-type", CONTENT_TYPE_LATEST.encode())
+        accept = request.getHeader(b"accept")
+        encoder, content_type = choose_encoder(accept.decode("latin-1") if accept else "")
+        request.setHeader(b"content-type", content_type.encode())
         request.setHeader(b"cache-control", b"no-store")
-        return generate_latest(self._registry)
+        return encoder(self._registry)
