@@ -222,9 +222,11 @@ class BufferedLink:
 
     def __init__(self, factory: LinkFactory) -> None:
         self._factory = factory
+        # (The metrics are reached through the service, not kept here: two
+        # more attributes would push a TCP connection past the 30 that
+        # CPython's shared-key instance dicts hold, and every attribute
+        # read on the hot path would get slower.)
         self._service = factory.service
-        self._metrics = factory.service.metrics
-        self._received = self._metrics.received  # by action
         self._scheduler = factory.scheduler
         self._clock = factory.scheduler.clock
         self._max_frame = factory.max_frame
@@ -262,7 +264,7 @@ class BufferedLink:
         factory.links.add(self)
         if not factory.gate.admit(address):
             factory._refused(self)
-            self._metrics.disconnect(TOO_MANY_CONNECTIONS)
+            self._service.metrics.disconnect(TOO_MANY_CONNECTIONS)
             self._close_with(
                 disconnect_message(
                     TOO_MANY_CONNECTIONS, "the server has too many connections, try again later"
@@ -287,9 +289,9 @@ class BufferedLink:
                 self._service.receive(self.player, error)
             return
         try:
-            self._received[message["action"]] += 1
+            self._service.metrics.received[message["action"]] += 1
         except KeyError:
-            self._metrics.first_received(message["action"])
+            self._service.metrics.first_received(message["action"])
         self._service.receive(self.player, message)
 
     def _counted(self) -> bool:
@@ -302,7 +304,7 @@ class BufferedLink:
 
     def _over_rate(self, now: float) -> None:
         """A frame was dropped: say so (once a second), or end a flood."""
-        self._metrics.rate_limited += 1
+        self._service.metrics.rate_limited += 1
         if now - self._last_drop > self._refill:
             self._flood_since = now  # a new run of drops
         self._last_drop = now
@@ -319,7 +321,7 @@ class BufferedLink:
         self._throttle()
         if now - self._rate_error_at >= RATE_ERROR_INTERVAL:
             self._rate_error_at = now
-            self._metrics.error(RATE_LIMITED)
+            self._service.metrics.error(RATE_LIMITED)
             self.send(
                 error_message(
                     RATE_LIMITED,
@@ -369,7 +371,7 @@ class BufferedLink:
         """Bad input we cannot read past: say why, then close."""
         self.log.info("{player} sent bad input ({code}), closing", player=self._who(), code=code)
         if not self._closing:
-            self._metrics.error(code)
+            self._service.metrics.error(code)
         self._close_with(error_message(code, text))
 
     def _expire(self, code: str, text: str) -> None:
@@ -443,7 +445,7 @@ class BufferedLink:
 
     def close(self, code: str, message: str) -> None:
         if not self._closing:
-            self._metrics.disconnect(code)
+            self._service.metrics.disconnect(code)
         self._close_with(disconnect_message(code, message))
 
     def _close_with(self, message: Mapping[str, Any]) -> None:
@@ -479,7 +481,7 @@ class BufferedLink:
         if writer is None:
             return
         count = len(messages)
-        metrics = self._metrics
+        metrics = self._service.metrics
         metrics.messages_sent += count
         if writer.congested:
             # Nothing can be sent now: queue the messages' own bytes, shared
@@ -511,8 +513,8 @@ class BufferedLink:
         )
         # Stop everything for it now; close it soon (see LinkFactory._drop_slow).
         if not self._closing:
-            self._metrics.slow_clients += 1
-            self._metrics.disconnect(SLOW_CLIENT)
+            self._service.metrics.slow_clients += 1
+            self._service.metrics.disconnect(SLOW_CLIENT)
         self._closing = True
         self._out.discard()
         self._factory._aborting.add(self)

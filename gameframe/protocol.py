@@ -101,7 +101,7 @@ class GameProtocol(BufferedLink, Protocol):
         if self._closing:
             return
         self._last_seen = now = self._clock.seconds()
-        self._metrics.bytes_received += len(data)
+        self._service.metrics.bytes_received += len(data)
         inbox = self._inbox
         buffer = inbox + data if inbox else data
         start = 0
@@ -124,7 +124,7 @@ class GameProtocol(BufferedLink, Protocol):
                 # Over the rate: every whole line left in this chunk would be
                 # dropped too; skip them in one search, not line by line.
                 skipped, start = start, buffer.rfind(b"\n") + 1
-                self._metrics.rate_limited += buffer.count(b"\n", skipped, start)
+                self._service.metrics.rate_limited += buffer.count(b"\n", skipped, start)
         self._inbox = rest = buffer[start:]
         if not rest:
             self._frame_started = inf

@@ -128,7 +128,7 @@ class WebSocketLink(BufferedLink):
     def bytesMessageReceived(self, data: bytes | bytearray) -> None:
         if self._closing or not self._counted():
             return
-        self._metrics.error(BAD_MESSAGE)
+        self._service.metrics.error(BAD_MESSAGE)
         self.send(error_message(BAD_MESSAGE, "send JSON in text frames, not binary"))
 
     def _reading_transport(self) -> IPushProducer | None:
@@ -156,7 +156,7 @@ class WebSocketLink(BufferedLink):
         meter = self._meter
         limit = self._max_frame
         clock = self._clock
-        metrics = self._metrics
+        metrics = self._service.metrics
 
         def counted(data: bytes) -> None:
             if self._closing:
