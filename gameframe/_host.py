@@ -18,6 +18,7 @@ from zope.interface import implementer
 
 from gameframe._actions import ActionSpec, actions_of
 from gameframe._async import call
+from gameframe._counters import Metrics
 from gameframe._bucket import TokenBucket
 from gameframe._saving import SAVE_FORMAT, RoomSaver
 from gameframe._lifecycle import ROOM_MOVES, SEAT_MOVES, Lifecycle, RoomPhase, SeatPhase
@@ -107,6 +108,7 @@ class RoomHost:
         directory: IRoomDirectory,
         stopwatch: Stopwatch = time.perf_counter,
         storage: IPlayerStorage | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.room_id = room_id
         self.room_type = room_type
@@ -132,8 +134,9 @@ class RoomHost:
         self._directory = directory
         self._stopwatch = stopwatch
         self._watchers: list[Callable[[], None]] = []
+        self._metrics = metrics if metrics is not None else Metrics()
         self._actions: dict[str, ActionSpec] = actions_of(room_class)
-        self.sync = StateSync(self._view_of)
+        self.sync = StateSync(self._view_of, self._metrics.patch_bytes.observe)
         # Keeps the room's saved copy in the room store (None: no store).
         self.saver: RoomSaver | None = None
         self.tick_rate: float | None = room_class.tick_rate
@@ -616,6 +619,7 @@ class RoomHost:
                 "{room}: the state cannot be sent to {player}", room=self, player=player
             )
             player.release(joined)
+            self._metrics.error(INTERNAL_ERROR)
             player.send(error_message(INTERNAL_ERROR, "the room's state cannot be sent"))
             return
         if state is None:
@@ -729,6 +733,7 @@ class RoomHost:
         now = self.clock.seconds()
         dt, self._last_tick = now - self._last_tick, now
         self.tick_overruns += count - 1
+        self._metrics.tick_overruns += count - 1
         self.ticks += 1
         started = self._stopwatch()
         try:
@@ -748,6 +753,7 @@ class RoomHost:
             return
         finally:
             held = self._stopwatch() - started
+            self._metrics.tick_seconds.observe(held)
             if held > SLOW_CALL:
                 self._slow("on_tick", held)
         self._tick_failures = 0

@@ -76,6 +76,8 @@ class LinkFactory:
     """
 
     log = Logger()
+    # The transport label of this endpoint's connections in the metrics.
+    transport = "other"
 
     def __init__(
         self,
@@ -103,6 +105,7 @@ class LinkFactory:
         # Timeouts and slow-client drops come in bursts: a few a reactor turn.
         self._expiring = PerTurn(clock, EXPIRE_PER_TURN, self._time_out)
         self._aborting = PerTurn(clock, ABORT_PER_TURN, self._drop_slow)
+        service.metrics.factories.add(self)
 
     def start_sweeping(self) -> None:
         """Check the connections for timeouts periodically (until L{stop_sweeping})."""
@@ -221,6 +224,10 @@ class BufferedLink:
 
     def __init__(self, factory: LinkFactory) -> None:
         self._factory = factory
+        # (The metrics are reached through the service, not kept here: two
+        # more attributes would push a TCP connection past the 30 that
+        # CPython's shared-key instance dicts hold, and every attribute
+        # read on the hot path would get slower.)
         self._service = factory.service
         self._scheduler = factory.scheduler
         self._clock = factory.scheduler.clock
@@ -264,6 +271,7 @@ class BufferedLink:
         factory.links.add(self)
         if not factory.gate.admit(address):
             factory._refused(self)
+            self._service.metrics.disconnect(TOO_MANY_CONNECTIONS)
             self._close_with(
                 disconnect_message(
                     TOO_MANY_CONNECTIONS, "the server has too many connections, try again later"
@@ -287,6 +295,10 @@ class BufferedLink:
                 # In order with the replies to this connection's earlier requests.
                 self._service.receive(self.player, error)
             return
+        try:
+            self._service.metrics.received[message["action"]] += 1
+        except KeyError:
+            self._service.metrics.first_received(message["action"])
         self._service.receive(self.player, message)
 
     def _counted(self) -> bool:
@@ -299,6 +311,7 @@ class BufferedLink:
 
     def _over_rate(self, now: float) -> None:
         """A frame was dropped: say so (once a second), or end a flood."""
+        self._service.metrics.rate_limited += 1
         if now - self._last_drop > self._refill:
             self._flood_since = now  # a new run of drops
         self._last_drop = now
@@ -315,6 +328,7 @@ class BufferedLink:
         self._throttle()
         if now - self._rate_error_at >= RATE_ERROR_INTERVAL:
             self._rate_error_at = now
+            self._service.metrics.error(RATE_LIMITED)
             self.send(
                 error_message(
                     RATE_LIMITED,
@@ -363,6 +377,8 @@ class BufferedLink:
     def _fatal(self, code: str, text: str) -> None:
         """Bad input we cannot read past: say why, then close."""
         self.log.info("{player} sent bad input ({code}), closing", player=self._who(), code=code)
+        if not self._closing:
+            self._service.metrics.error(code)
         self._close_with(error_message(code, text))
 
     def _expire(self, code: str, text: str) -> None:
@@ -435,6 +451,8 @@ class BufferedLink:
         self._out.append(data)
 
     def close(self, code: str, message: str, retry: bool = False) -> None:
+        if not self._closing:
+            self._service.metrics.disconnect(code)
         if retry:
             self._close_with(disconnect_message(code, message, retry=True))
         else:
@@ -472,13 +490,26 @@ class BufferedLink:
         writer = self._writer
         if writer is None:
             return
+        count = len(messages)
+        metrics = self._service.metrics
+        metrics.messages_sent += count
         if writer.congested:
             # Nothing can be sent now: queue the messages' own bytes, shared
             # with every other recipient, instead of a framed copy of them.
             parts = self._frame_parts(messages)
-            writer.write_parts(parts, sum(map(len, parts)), len(messages))
+            size = sum(map(len, parts))
+            metrics.bytes_sent += size
+            writer.write_parts(parts, size, count)
         else:
-            writer.write(self._frame(messages), len(messages))
+            data = self._frame(messages)
+            metrics.bytes_sent += len(data)
+            writer.write(data, count)
+
+    @property
+    def unsent_bytes(self) -> int:
+        """Output waiting for the next flush, and bytes the client has not taken yet."""
+        writer = self._writer
+        return self._buffered + (writer.queued_bytes if writer is not None else 0)
 
     def _overflow(self) -> None:
         """The client stopped reading and too much waits for it: drop it."""
@@ -491,6 +522,9 @@ class BufferedLink:
             count=self._max_messages,
         )
         # Stop everything for it now; close it soon (see LinkFactory._drop_slow).
+        if not self._closing:
+            self._service.metrics.slow_clients += 1
+            self._service.metrics.disconnect(SLOW_CLIENT)
         self._closing = True
         self._out.discard()
         self._factory._aborting.add(self)

@@ -111,6 +111,11 @@ class TransportWriter:
         """The transport's buffer is full: the client is not reading."""
         return self._paused
 
+    @property
+    def queued_bytes(self) -> int:
+        """Bytes written since the transport said its buffer was full."""
+        return self._pending
+
     def write(self, data: bytes, messages: int = 1) -> None:
         """Write the bytes of C{messages} framed messages."""
         if self._paused:
@@ -186,6 +191,11 @@ class SocketWriter:
     def congested(self) -> bool:
         """Bytes of ours wait in the transport: the socket did not take them all."""
         return self._queued > 0
+
+    @property
+    def queued_bytes(self) -> int:
+        """Bytes the socket did not take, waiting in the transport (at most)."""
+        return self._queued
 
     def write(self, data: bytes, messages: int = 1) -> None:
         """Send the bytes of C{messages} framed messages."""

@@ -9,6 +9,11 @@ from gameframe.jsonpatch import JSON, diff, to_tree
 from gameframe.player import Player
 
 ViewState = Callable[[Hashable, JSON], JSON]
+PatchSizes = Callable[[int], None]
+
+
+def _unmeasured(size: int) -> None:
+    pass
 
 
 class _View:
@@ -33,10 +38,14 @@ class StateSync:
     from it, diffs against that view's last tree, and sends one encoded
     patch to all the view's members. C{seq} counts the messages of a view's
     stream, so a member sees it grow by exactly one per message.
+
+    @param patch_sizes: called with the size in bytes of each patch encoded
+        (once per view per patch tick, whatever the view's members).
     """
 
-    def __init__(self, view_state: ViewState) -> None:
+    def __init__(self, view_state: ViewState, patch_sizes: PatchSizes = _unmeasured) -> None:
         self._view_state = view_state
+        self._patch_sizes = patch_sizes
         self._views: dict[Hashable, _View] = {}
         self._keys: dict[str, Hashable] = {}  # player id -> view key
         # A restored room's streams: where each view's seq goes on from.
@@ -115,6 +124,7 @@ class StateSync:
                 view.tree = new
                 view.seq += 1
                 data = encode({"action": "patch", "seq": view.seq, "patch": ops})
+                self._patch_sizes(len(data))
                 sent += 1
             elif not view.behind:
                 continue

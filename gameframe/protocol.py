@@ -103,6 +103,7 @@ class GameProtocol(BufferedLink, Protocol):
         if self._closing:
             return
         self._last_seen = now = self._clock.seconds()
+        self._service.metrics.bytes_received += len(data)
         inbox = self._inbox
         buffer = inbox + data if inbox else data
         start = 0
@@ -124,7 +125,8 @@ class GameProtocol(BufferedLink, Protocol):
             if self._resume is not None:
                 # Over the rate: every whole line left in this chunk would be
                 # dropped too; skip them in one search, not line by line.
-                start = buffer.rfind(b"\n") + 1
+                skipped, start = start, buffer.rfind(b"\n") + 1
+                self._service.metrics.rate_limited += buffer.count(b"\n", skipped, start)
         self._inbox = rest = buffer[start:]
         if not rest:
             self._frame_started = inf
@@ -185,6 +187,8 @@ class GameFactory(LinkFactory, Factory):
     listening and L{stopFactory} when the last stops: the timeout sweep
     runs in between.
     """
+
+    transport = "tcp"
 
     def buildProtocol(self, addr: IAddress | None) -> GameProtocol:
         protocol = GameProtocol(self)

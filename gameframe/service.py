@@ -15,6 +15,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from gameframe._async import call, settled
+from gameframe._counters import Metrics
 from gameframe._host import RoomHost, Stopwatch
 from gameframe._saving import RoomSaver, SnapshotObserver
 from gameframe._timers import Metronome
@@ -149,6 +150,10 @@ class RoomService(Service):
         # Players connected here whose room runs on another node (cluster only).
         self._remote: Mapping[str, Any] = {} if cluster is None else cluster.members
         self.room_types: dict[str, type[Room]] = {}
+        # The node's name in listings and metrics (in a cluster, the ClusterNode's).
+        self.node: str = node if cluster is None else (cluster.name or node)
+        # What the metrics count (gameframe.metrics reads it at scrape time).
+        self.metrics = Metrics(self.room_types)
         self.players: dict[str, Player] = {}
         self._queues: dict[IPlayerLink, deque[Message | GameError]] = {}
         self._stopping = False
@@ -276,6 +281,7 @@ class RoomService(Service):
     def _handle(self, player: Player, message: Message | GameError) -> Deferred[None] | None:
         """Handle one message; a Deferred if it is still running. Never raises."""
         if isinstance(message, GameError):
+            self.metrics.error(message.code)
             player.send(error_message(message.code, message.message, message.request_id))
             return None
         request_id = message.get("id")
@@ -339,6 +345,7 @@ class RoomService(Service):
     def _failed(self, failure: Failure, player: Player, request_id: Any) -> None:
         error = failure.value
         if isinstance(error, GameError):
+            self.metrics.error(error.code)
             player.send(
                 error_message(
                     error.code,
@@ -353,6 +360,7 @@ class RoomService(Service):
             player=player,
             room=player.room,
         )
+        self.metrics.error(INTERNAL_ERROR)
         player.send(
             error_message(INTERNAL_ERROR, "the server failed to handle that", request_id)
         )
@@ -580,6 +588,7 @@ class RoomService(Service):
             self.directory,
             self._stopwatch,
             self.storage,
+            metrics=self.metrics,
         )
         result = host.create(restoring, self.restore_grace)
 

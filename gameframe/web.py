@@ -1,4 +1,4 @@
-"""The HTTP side: the browser demo's static files, GET /rooms, and the /ws WebSocket."""
+"""The HTTP side: the browser demo's static files, GET /rooms, /metrics, the health checks and the /ws WebSocket."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from twisted.web.server import NOT_DONE_YET, Request, Site
 from twisted.web.static import File
 
 from gameframe.codec import encode
+from gameframe.metrics import MetricsResource, metrics_registry
 from gameframe.service import RoomService
 from gameframe.web_admin import add_admin
 from gameframe.websocket import GameWebSocketResource, WebSocketGameFactory
@@ -161,7 +162,8 @@ def make_site(
 ) -> Site:
     """
     The web site: C{/} static demo, C{/rooms}, C{/ws}, C{/healthz}, C{/readyz},
-    and with an C{admin_token}, C{/admin} (the admin API) and C{/monitor}.
+    C{/metrics} (Prometheus, from a registry of this site's own), and with
+    an C{admin_token}, C{/admin} (the admin API) and C{/monitor}.
 
     @param readiness: what keeps the server from being ready (by default the
         RoomService's own L{RoomService.readiness}); empty when ready.
@@ -173,6 +175,7 @@ def make_site(
     root.putChild(b"rooms", RoomsResource(service))
     root.putChild(b"healthz", HealthResource())
     root.putChild(b"readyz", ReadyResource(readiness or service.readiness))
+    root.putChild(b"metrics", MetricsResource(metrics_registry(service)))
     add_admin(root, service, admin_token)
     site = QuietSite(root, reactor=websocket.scheduler.clock)
     site.displayTracebacks = False

@@ -130,6 +130,7 @@ class WebSocketLink(BufferedLink):
     def bytesMessageReceived(self, data: bytes | bytearray) -> None:
         if self._closing or not self._counted():
             return
+        self._service.metrics.error(BAD_MESSAGE)
         self.send(error_message(BAD_MESSAGE, "send JSON in text frames, not binary"))
 
     def _reading_transport(self) -> IPushProducer | None:
@@ -157,11 +158,13 @@ class WebSocketLink(BufferedLink):
         meter = self._meter
         limit = self._max_frame
         clock = self._clock
+        metrics = self._service.metrics
 
         def counted(data: bytes) -> None:
             if self._closing:
                 return
             self._last_seen = now = clock.seconds()
+            metrics.bytes_received += len(data)
             ended = meter.ended
             if meter.feed(data) > limit:
                 self._too_large()
@@ -280,6 +283,8 @@ class WebSocketGameFactory(LinkFactory):
     @param limits: as for L{GameFactory}; C{gate}: share the TCP factory's
         so that C{max_connections} counts both.
     """
+
+    transport = "websocket"
 
     def __init__(
         self,

@@ -282,6 +282,7 @@ class ClusterNode(Service):
         self._loop = LoopingCall(self._beat)
         self._loop.clock = clock
         self.forwarded = 0  # messages sent to other nodes (for metrics and benches)
+        self.forwarded_in = 0  # messages other nodes sent this one (for metrics)
 
     def attach(self, service: RoomService) -> None:
         self.service = service
@@ -1018,6 +1019,7 @@ class ClusterNode(Service):
         if sender in self._dead:
             return
         self._live.add(sender)  # it is on the bus: it listens before it sends
+        self.forwarded_in += len(items)
         for header, payload in items:
             try:
                 self._item(sender, header, payload)

@@ -526,6 +526,7 @@ class RedisCluster:
         self._listeners: dict[bytes, _Listener] = {}
         self._waiting: list[Deferred[None]] = []
         self._closing: Deferred[None] | None = None
+        self.commands = 0  # commands sent to Redis, each a round trip (for metrics)
         self._commands = _CommandFactory(
             db=db or None,  # a new connection is on database 0: no SELECT
             password=password,
@@ -594,6 +595,7 @@ class RedisCluster:
         # Written before any call can use the connection, so the first
         # EVALSHA of each script finds it loaded (NOSCRIPT still reloads).
         for script in _SCRIPTS.values():
+            self.commands += 1
             connection.execute_command("SCRIPT", "LOAD", script.source).addErrback(_ignore)
         self._wake()
 
@@ -643,6 +645,7 @@ class RedisCluster:
         connection = self._commands.usable()
         if connection is None:
             return fail(Unavailable("the cluster store is unreachable"))
+        self.commands += 1
         try:
             sent: Deferred[Any] = connection.execute_command(*args)
         except txredisapi.ConnectionError as error:
@@ -783,6 +786,7 @@ class RedisCluster:
         if connection is None:
             return fail(Unavailable("the cluster store is unreachable"))
         channel = self._channel(node)
+        self.commands += 1
         try:
             subscribed: Deferred[Any] = connection.execute_command("SUBSCRIBE", channel)
         except txredisapi.ConnectionError as error:
