@@ -17,7 +17,7 @@ from twisted.python.failure import Failure
 from gameframe._async import call, settled
 from gameframe._counters import Metrics
 from gameframe._host import RoomHost, Stopwatch
-from gameframe._saving import RoomSaver, SnapshotObserver
+from gameframe._saving import RoomSaver
 from gameframe._timers import Metronome
 from gameframe._version import __version__
 from gameframe.codec import GameError, encode
@@ -105,7 +105,6 @@ class RoomService(Service):
     @param storage: player storage (L{Room.storage}); in memory by default.
     @param restore_grace: seconds every restored seat is held for its
         player's C{reconnect}, whatever the room's own C{on_drop} says.
-    @param on_snapshot: told each saved snapshot's duration and size.
     """
 
     log = Logger()
@@ -125,7 +124,6 @@ class RoomService(Service):
         store: IRoomStore | None = None,
         storage: IPlayerStorage | None = None,
         restore_grace: float = DEFAULT_RESTORE_GRACE,
-        on_snapshot: SnapshotObserver | None = None,
     ) -> None:
         self._clock = clock
         self._node = node
@@ -133,7 +131,6 @@ class RoomService(Service):
         self.store = store
         self.storage: IPlayerStorage = storage if storage is not None else MemoryPlayerStorage()
         self.restore_grace = restore_grace
-        self._on_snapshot = on_snapshot
         # Fires once the saved rooms are back (at once without a store).
         self.restored: Deferred[None] = Deferred()
         self._stopwatch = stopwatch
@@ -601,7 +598,7 @@ class RoomService(Service):
                     self._clock,
                     host.room.snapshot_interval,
                     version=0 if saved is None else saved.version,
-                    observe=self._on_snapshot,
+                    observe=self.metrics.snapshot_saved,
                 )
                 host.saver.soon()
             return host

@@ -5,11 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+from prometheus_client import generate_latest
 from twisted.trial.unittest import SynchronousTestCase
 
 from gameframe import Player, Room, action
 from gameframe.demo.arena import Arena
 from gameframe.demo.tictactoe import TicTacToe
+from gameframe.metrics import metrics_registry
+from gameframe.service import RoomService
 from gameframe.store.memory import MemoryPlayerStorage, MemoryRoomStore
 from gameframe.testing import FakeClient, Harness
 
@@ -276,3 +279,22 @@ class HarnessRestartTests(SynchronousTestCase):
         with self.assertRaises(AssertionError) as raised:
             kit.restart()
         self.assertIn("MemoryRoomStore", str(raised.exception))
+
+
+class SnapshotMetricsTests(SynchronousTestCase):
+    def test_each_saved_snapshot_is_measured(self) -> None:
+        kit = Harness({"counter": Counter}, store=MemoryRoomStore())
+        alice = kit.connect()
+        alice.join_or_create("counter")
+        kit.advance(0)  # the save after the join
+        text = metrics_text(kit.service)
+        self.assertIn("gameframe_snapshot_bytes_count", text)
+        count = [
+            line for line in text.splitlines() if line.startswith("gameframe_snapshot_seconds_count")
+        ]
+        self.assertEqual(len(count), 1)
+        self.assertEqual(float(count[0].rsplit(" ", 1)[1]), 1.0)
+
+
+def metrics_text(service: RoomService) -> str:
+    return generate_latest(metrics_registry(service, process=False)).decode()
