@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 from types import CoroutineType
-from typing import Any, Callable
+from typing import Any, Callable, ParamSpec, TypeVar
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, fail, succeed
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 def call(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -31,3 +35,19 @@ def settled(deferred: Deferred[Any]) -> bool:
 
     deferred.addBoth(mark)
     return bool(done)
+
+
+def answers(method: Callable[P, T]) -> Callable[P, Deferred[T]]:
+    """
+    Make a synchronous method answer as a remote store's calls do, with a
+    Deferred: of what it returns, or of what it raises (the in-memory stores).
+    """
+
+    @functools.wraps(method)
+    def answer(*args: P.args, **kwargs: P.kwargs) -> Deferred[T]:
+        try:
+            return succeed(method(*args, **kwargs))
+        except Exception as error:
+            return fail(error)
+
+    return answer

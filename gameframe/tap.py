@@ -334,8 +334,9 @@ class Options(usage.Options):
             "web",
             None,
             "tcp:8080",
-            "HTTP endpoint for WebSocket players (/ws), the browser demo and "
-            "/rooms; 'none' turns it off.",
+            "HTTP endpoint for WebSocket players (/ws), the browser demo, /rooms, "
+            "/healthz, /readyz, /metrics and, with --admin-token, /admin and /monitor; "
+            "'none' turns it off.",
         ],
         [
             "flush-interval",
@@ -779,7 +780,7 @@ class GameframeService(MultiService):
                 url = f"{scheme}://{host}:{port}/" if port.isdigit() else scheme + ":"
                 log.info(
                     "gameframe web on {address}{tls}: {url} (browser demo, "
-                    "{ws}://…/ws for WebSocket players, /rooms)",
+                    "{ws}://…/ws for WebSocket players, /rooms, /metrics)",
                     address=address,
                     tls=" (TLS)" if listener.secure else "",
                     url=url,

@@ -6,13 +6,12 @@ multi-node test harness runs on (and the reference the Redis scripts match).
 from __future__ import annotations
 
 import math
-import functools
-from typing import Any, Callable, ParamSpec, TypeVar
+from typing import Any, Callable
 
-from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IReactorTime
 from zope.interface import implementer
 
+from gameframe._async import answers
 from gameframe.cluster.backend import (
     DEATH_MEMORY,
     RESERVATION_TTL,
@@ -37,21 +36,6 @@ from gameframe.vocabulary import ROOM_FULL, ROOM_LOCKED, ROOM_NOT_FOUND
 
 
 
-P = ParamSpec("P")
-T = TypeVar("T")
-
-
-def _answers(method: Callable[P, T]) -> Callable[P, Deferred[T]]:
-    """The store's calls answer with Deferreds, as a remote store's do: what it returns, or raises."""
-
-    @functools.wraps(method)
-    def answer(*args: P.args, **kwargs: P.kwargs) -> Deferred[T]:
-        try:
-            return succeed(method(*args, **kwargs))
-        except Exception as error:
-            return fail(error)
-
-    return answer
 
 
 @implementer(IClusterDirectory, IMembership, INodeBus)
@@ -111,7 +95,7 @@ class MemoryCluster:
 
     # -- membership -------------------------------------------------------------------
 
-    @_answers
+    @answers
     def beat(self, load: NodeLoad, ttl: float, since: float) -> Beat:
         self._check()
         if load.node in self._deaths:
@@ -139,7 +123,7 @@ class MemoryCluster:
         self._deaths[node] = now
         self._clear(node)
 
-    @_answers
+    @answers
     def leave(self, node: str) -> None:
         self._check()
         self._leases.pop(node, None)
@@ -147,7 +131,7 @@ class MemoryCluster:
 
     # -- directory ----------------------------------------------------------------------
 
-    @_answers
+    @answers
     def update(self, node: str, changes: list[Change]) -> None:
         self._check_node(node)
         for change in changes:
@@ -219,7 +203,7 @@ class MemoryCluster:
             created=created,
         )
 
-    @_answers
+    @answers
     def match(
         self, node: str, room_type: str, filter_key: str | None, player_id: str, new_room: RoomRecord
     ) -> Reservation:
@@ -233,7 +217,7 @@ class MemoryCluster:
         self._free_seat(new_room.room_id, player_id)
         return self._reservation(new_room, created=True)
 
-    @_answers
+    @answers
     def reserve(self, node: str, room_id: str, player_id: str) -> Reservation:
         self._check_node(node)
         record = self._rooms.get(room_id)
@@ -245,7 +229,7 @@ class MemoryCluster:
             raise GameError(ROOM_FULL, f"room {room_id} is full")
         return self._reservation(record, created=False)
 
-    @_answers
+    @answers
     def seat_of(self, player_id: str) -> tuple[str, str] | None:
         self._check()
         room_id = self._seat_index.get(player_id)
@@ -254,7 +238,7 @@ class MemoryCluster:
             return None
         return (record.room_id, record.node)
 
-    @_answers
+    @answers
     def listing(self, room_type: str | None) -> list[dict[str, Any]]:
         self._check()
         if room_type is None:
@@ -270,7 +254,7 @@ class MemoryCluster:
 
     # -- bus --------------------------------------------------------------------------
 
-    @_answers
+    @answers
     def send(self, node: str, batch: bytes) -> None:
         self._check()
         self.sent_batches += 1
@@ -284,14 +268,14 @@ class MemoryCluster:
         if self._listeners.get(node) is listener:
             listener[0](batch)
 
-    @_answers
+    @answers
     def listen(
         self, node: str, receive: Callable[[bytes], None], lost: Callable[[], None]
     ) -> None:
         self._check()
         self._listeners[node] = (receive, lost)
 
-    @_answers
+    @answers
     def close(self) -> None:
         pass
 

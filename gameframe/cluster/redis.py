@@ -28,7 +28,6 @@ keys they learn while running).
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any, Callable
 from urllib.parse import unquote, urlsplit
 
@@ -41,6 +40,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from gameframe._lua import Script
 from gameframe.cluster.backend import (
     DEATH_MEMORY,
     RESERVATION_TTL,
@@ -300,21 +300,8 @@ return listed
 """
 
 
-@attrs.frozen
-class _Script:
-    """One Lua script: its source (library included) and the SHA1 EVALSHA names it by."""
-
-    source: bytes
-    sha: str
-
-    @classmethod
-    def of(cls, body: str) -> _Script:
-        source = (_LIBRARY + body).encode()
-        return cls(source, hashlib.sha1(source).hexdigest())
-
-
 _SCRIPTS = {
-    name: _Script.of(body)
+    name: Script.of(_LIBRARY, body)
     for name, body in [
         ("beat", _BEAT),
         ("leave", _LEAVE),

@@ -6,14 +6,13 @@ when the process ends.
 
 from __future__ import annotations
 
-import functools
 import itertools
-from typing import Any, Callable, Iterable, ParamSpec, TypeVar
+from typing import Any, Callable, Iterable
 
 import attrs
-from twisted.internet.defer import Deferred, fail, succeed
 from zope.interface import implementer
 
+from gameframe._async import answers
 from gameframe.store.base import (
     IPlayerStorage,
     IRoomStore,
@@ -26,21 +25,6 @@ from gameframe.store.base import (
     writes_of,
 )
 
-P = ParamSpec("P")
-T = TypeVar("T")
-
-
-def _answers(method: Callable[P, T]) -> Callable[P, Deferred[T]]:
-    """Answer as a remote store does, with a Deferred: of what it returns, or of what it raises."""
-
-    @functools.wraps(method)
-    def answer(*args: P.args, **kwargs: P.kwargs) -> Deferred[T]:
-        try:
-            return succeed(method(*args, **kwargs))
-        except Exception as error:
-            return fail(error)
-
-    return answer
 
 
 @implementer(IRoomStore)
@@ -50,7 +34,7 @@ class MemoryRoomStore:
     def __init__(self) -> None:
         self._rooms: dict[str, SavedRoom] = {}
 
-    @_answers
+    @answers
     def save(self, room: SavedRoom) -> bool:
         held = self._rooms.get(room.room_id)
         if held is not None and (held.node not in (room.node, "") or held.version >= room.version):
@@ -58,7 +42,7 @@ class MemoryRoomStore:
         self._rooms[room.room_id] = room
         return True
 
-    @_answers
+    @answers
     def release(self, room_id: str, node: str) -> bool:
         held = self._rooms.get(room_id)
         if held is None or held.node != node:
@@ -66,7 +50,7 @@ class MemoryRoomStore:
         self._rooms[room_id] = attrs.evolve(held, node="")
         return True
 
-    @_answers
+    @answers
     def delete(self, room_id: str, node: str) -> bool:
         held = self._rooms.get(room_id)
         if held is None or held.node != node:
@@ -74,7 +58,7 @@ class MemoryRoomStore:
         del self._rooms[room_id]
         return True
 
-    @_answers
+    @answers
     def claim(self, node: str, owners: Iterable[str] | None = None) -> list[SavedRoom]:
         wanted = None if owners is None else set(owners)
         claimed = []
@@ -85,11 +69,11 @@ class MemoryRoomStore:
                 claimed.append(self._rooms[room_id])
         return claimed
 
-    @_answers
+    @answers
     def load(self, room_id: str) -> SavedRoom | None:
         return self._rooms.get(room_id)
 
-    @_answers
+    @answers
     def close(self) -> None:
         pass
 
@@ -111,18 +95,18 @@ class MemoryPlayerStorage:
         held = self._objects.get((owner, collection), {}).get(key)
         return None if held is None else held[1]
 
-    @_answers
+    @answers
     def read(self, owner: str, collection: str, key: str) -> tuple[Any, str] | None:
         held = self._objects.get((owner, collection), {}).get(key)
         return None if held is None else (decode_value(held[0]), held[1])
 
-    @_answers
+    @answers
     def write(
         self, owner: str, collection: str, key: str, value: Any, version: Version = None
     ) -> str:
         return self._write_all([(owner, collection, key, value, version)])[0]
 
-    @_answers
+    @answers
     def write_many(self, writes: Iterable[tuple[Any, ...]]) -> list[str]:
         return self._write_all(writes)
 
@@ -144,12 +128,12 @@ class MemoryPlayerStorage:
             )
         return versions
 
-    @_answers
+    @answers
     def list(self, owner: str, collection: str) -> list[tuple[str, Any, str]]:
         held = self._objects.get((owner, collection), {})
         return [(key, decode_value(held[key][0]), held[key][1]) for key in sorted(held)]
 
-    @_answers
+    @answers
     def delete(self, owner: str, collection: str, key: str, version: Version = None) -> bool:
         stored = self._stored_version(owner, collection, key)
         if not version_matches(stored, version):
@@ -161,6 +145,6 @@ class MemoryPlayerStorage:
             del self._objects[(owner, collection)]
         return True
 
-    @_answers
+    @answers
     def close(self) -> None:
         pass

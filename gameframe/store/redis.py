@@ -18,7 +18,6 @@ Key layout (C{P} is the cluster's prefix, C{gf:} by default)::
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any, Iterable
 
 import attrs
@@ -27,6 +26,7 @@ from twisted.internet.defer import Deferred, fail, succeed
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from gameframe._lua import Script
 from gameframe.cluster.redis import RedisCluster
 from gameframe.store._shared import SharedConnection
 from gameframe.store.base import (
@@ -155,21 +155,8 @@ return {'ok', redis.call('HDEL', ARGV[2], ARGV[3])}
 """
 
 
-@attrs.frozen
-class _Script:
-    """One Lua script: its source (library included) and the SHA1 EVALSHA names it by."""
-
-    source: bytes
-    sha: str
-
-    @classmethod
-    def of(cls, body: str) -> _Script:
-        source = (_LIBRARY + body).encode()
-        return cls(source, hashlib.sha1(source).hexdigest())
-
-
 _SCRIPTS = {
-    name: _Script.of(body)
+    name: Script.of(_LIBRARY, body)
     for name, body in [
         ("save", _SAVE),
         ("release", _RELEASE),
