@@ -28,12 +28,23 @@ STOP_TIMEOUT = 10.0
 CLIENT_TIMEOUT = 10.0
 
 
+# Every port free_port has handed out in this test run: the kernel may give the
+# same free port to two binds in a row (a server's --port and --web, say).
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    """A TCP port nothing listens on right now (bind port 0, read it, close)."""
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """
+    A TCP port nothing listens on right now (bind port 0, read it, close),
+    and one this test run has not handed out before.
+    """
+    while True:
+        with socket.socket() as sock:
+            sock.bind((HOST, 0))
+            port: int = sock.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def twistd() -> str:
