@@ -24,6 +24,12 @@ class IPlayerLink(Interface):
         " one full state when it drains."
     )
 
+    encoding = Attribute(
+        "How the client asked for its state patches: \"json\" (RFC 6902, the"
+        " default) or \"compact\" (gameframe.compact); the RoomService sets it"
+        " from the join or reconnect request."
+    )
+
     def send(message: Mapping[str, Any]) -> None:
         """Encode one message and send it."""
 
