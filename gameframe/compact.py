@@ -1,13 +1,17 @@
 """Compact patches: JSON Patch operations with short forms and numbered paths, still JSON.
 
 A client that joins with ``"encoding": "compact"`` gets, instead of each
-``patch`` message's RFC 6902 array, an ``ops`` array of short operations
-(docs/protocol.md, "Compact patches", is the contract):
+``patch`` message's RFC 6902 array, an ``ops`` array of short operations,
+in order (docs/protocol.md, "Compact patches", is the contract):
 
-- ``[p, value]`` replaces the value at ``p`` (``""``: the whole state);
-- ``[p, value, 1]`` adds (a new member of an object, or an insertion into
-  an array);
+- ``p, value`` (two elements of ``ops``) replaces the value at ``p``
+  (``""``: the whole state): the common case costs no brackets;
+- ``[p, value, 1]`` (one element, an array) adds (a new member of an
+  object, or an insertion into an array);
 - ``[p]`` removes.
+
+An element of ``ops`` that is an array is one whole operation; any other
+is the ``p`` of a replace whose value is the next element.
 
 ``p`` is a path: the first time a stream uses one it is written out as its
 RFC 6901 pointer (a string) and gets the next number (0, 1, 2...); after
@@ -34,9 +38,10 @@ __all__ = ["MAX_PATHS", "decode_ops", "encode_ops"]
 MAX_PATHS = 1 << 16
 
 _ADD = 1
+_END: Any = object()
 
 
-def encode_ops(ops: Iterable[Mapping[str, Any]], paths: dict[str, int]) -> list[list[Any]]:
+def encode_ops(ops: Iterable[Mapping[str, Any]], paths: dict[str, int]) -> list[Any]:
     """
     The compact form of JSON Patch C{ops} (add, remove and replace).
 
@@ -44,7 +49,7 @@ def encode_ops(ops: Iterable[Mapping[str, Any]], paths: dict[str, int]) -> list[
     place: a pointer not in it is written out and numbered C{len(paths)}.
     The values are shared with C{ops}, not copied.
     """
-    out: list[list[Any]] = []
+    out: list[Any] = []
     append = out.append
     for op in ops:
         path = op["path"]
@@ -54,7 +59,8 @@ def encode_ops(ops: Iterable[Mapping[str, Any]], paths: dict[str, int]) -> list[
             ref = path
         kind = op["op"]
         if kind == "replace":
-            append([ref, op["value"]])
+            append(ref)
+            append(op["value"])
         elif kind == "add":
             append([ref, op["value"], _ADD])
         elif kind == "remove":
@@ -75,8 +81,14 @@ def decode_ops(ops: Any, paths: list[str]) -> list[Operation]:
     if not isinstance(ops, list):
         raise PatchError(f"compact ops must be an array, not {ops!r}")
     out: list[Operation] = []
-    for op in ops:
-        if not isinstance(op, list) or not 1 <= len(op) <= 3:
+    elements = iter(ops)
+    for op in elements:
+        if not isinstance(op, list):
+            value = next(elements, _END)
+            if value is _END:
+                raise PatchError(f"the replace of {op!r} has no value")
+            op = [op, value]
+        elif not 1 <= len(op) <= 3:
             raise PatchError(f"bad compact operation {op!r}")
         ref = op[0]
         if isinstance(ref, str):

@@ -138,9 +138,9 @@ class CompactTests(SynchronousTestCase):
         del room.state["n"]
         room.send_patches()
         patches = alice.received("patch")
-        self.assertEqual(patches[0]["ops"], [["/n", 1]])
+        self.assertEqual(patches[0]["ops"], ["/n", 1])
         self.assertTrue(patches[0]["reset"])  # the state before it emptied the table
-        self.assertEqual(patches[1]["ops"], [[0, 2], ["/m", [1], 1]])
+        self.assertEqual(patches[1]["ops"], [0, 2, ["/m", [1], 1]])
         self.assertEqual(patches[2]["ops"], [[0], ["/m/0", 0, 1]])
         self.assertNotIn("reset", patches[1])
         self.assertNotIn("patch", patches[0])
@@ -173,7 +173,7 @@ class CompactTests(SynchronousTestCase):
         bob.request("join", room_id=room_id, encoding="compact")
         room.state["n"] = 2
         room.send_patches()
-        self.assertEqual(alice.last("patch")["ops"], [["/n", 2]])
+        self.assertEqual(alice.last("patch")["ops"], ["/n", 2])
         self.assertTrue(alice.last("patch")["reset"])
         self.assertEqual(alice.state, bob.state)
         self.assertEqual(bob.state, {"n": 2})
@@ -211,7 +211,7 @@ class CompactTests(SynchronousTestCase):
         third.request("reconnect", token=again.token, encoding="compact")
         room.state["n"] = 6
         room.send_patches()
-        self.assertEqual(third.last("patch")["ops"], [["/n", 6]])
+        self.assertEqual(third.last("patch")["ops"], ["/n", 6])
         self.assertEqual(third.state, {"n": 6})
 
     def test_an_unknown_encoding_is_refused(self) -> None:
@@ -232,21 +232,23 @@ class CodecTests(SynchronousTestCase):
         ]
         paths: dict[str, int] = {}
         compact = encode_ops(ops, paths)
-        self.assertEqual(compact, [["/a", 1], ["/b/0", {"c": [2]}, 1], [0], ["", 3]])
+        self.assertEqual(compact, ["/a", 1, ["/b/0", {"c": [2]}, 1], [0], "", 3])
+        # A replace may come as one array element too.
+        self.assertEqual(decode_ops([["/a", 1], 0, [5]], []), ops[:1] + [{"op": "replace", "path": "/a", "value": [5]}])
         table: list[str] = []
         self.assertEqual(decode_ops(orjson.loads(orjson.dumps(compact)), table), ops)
         self.assertEqual(table, ["/a", "/b/0", ""])
 
     def test_bad_operations_raise_patch_error(self) -> None:
-        for bad in ([[5, 1]], [["/a", 1, 2]], [[]], ["/a"], {"a": 1}, [[True, 1]], [[-1]]):
+        for bad in ([[5, 1]], [["/a", 1, 2]], [[]], ["/a"], {"a": 1}, [[True, 1]], [[-1]], [5, 1], [None, 1]):
             self.assertRaises(PatchError, decode_ops, bad, [])
 
     def test_the_mirror_goes_stale_on_an_unknown_reference(self) -> None:
         mirror = StateMirror()
         mirror.handle({"action": "state", "seq": 0, "state": {"a": 0}})
-        mirror.handle({"action": "patch", "seq": 1, "ops": [["/a", 1]]})
+        mirror.handle({"action": "patch", "seq": 1, "ops": ["/a", 1]})
         self.assertEqual(mirror.state, {"a": 1})
-        mirror.handle({"action": "patch", "seq": 2, "ops": [[1, 2]]})
+        mirror.handle({"action": "patch", "seq": 2, "ops": [1, 2]})
         self.assertTrue(mirror.stale)
         mirror.handle({"action": "state", "seq": 2, "state": {"a": 0}})
         self.assertEqual(mirror.paths, [])

@@ -211,16 +211,22 @@ export function applyPatch(doc, patch) {
  * by the pointers `ops` write out (the same logic as Python's
  * `gameframe.compact.decode_ops`).
  *
- * @param {Array<Array>} ops `[p, value]` replace, `[p, value, 1]` add, `[p]` remove;
- *   `p` a pointer (numbered next) or the number of one sent before
+ * @param {Array} ops `p, value` (two elements) replace, `[p, value, 1]` add, `[p]`
+ *   remove; `p` a pointer (numbered next) or the number of one sent before
  * @param {Array<string>} paths
  * @returns {Array<object>}
  */
 export function decodeOps(ops, paths) {
   if (!Array.isArray(ops)) throw new PatchError("compact ops must be an array");
   const out = [];
-  for (const op of ops) {
-    if (!Array.isArray(op) || op.length < 1 || op.length > 3) throw new PatchError(`bad compact operation ${JSON.stringify(op)}`);
+  for (let i = 0; i < ops.length; i++) {
+    let op = ops[i];
+    if (!Array.isArray(op)) {
+      if (i + 1 >= ops.length) throw new PatchError(`the replace of ${JSON.stringify(op)} has no value`);
+      op = [op, ops[++i]];
+    } else if (op.length < 1 || op.length > 3) {
+      throw new PatchError(`bad compact operation ${JSON.stringify(op)}`);
+    }
     const ref = op[0];
     let path;
     if (typeof ref === "string") {

@@ -115,25 +115,29 @@ test("a patch that does not apply makes the mirror stale", () => {
 
 test("compact patches: paths numbered in order, reset and state empty the table", () => {
   const paths = [];
-  assert.deepEqual(decodeOps([["/a", 1], ["/b/0", { c: 2 }, 1], [0], ["", 3]], paths), [
+  assert.deepEqual(decodeOps(["/a", 1, ["/b/0", { c: 2 }, 1], [0], "", 3], paths), [
     { op: "replace", path: "/a", value: 1 },
     { op: "add", path: "/b/0", value: { c: 2 } },
     { op: "remove", path: "/a" },
     { op: "replace", path: "", value: 3 },
   ]);
   assert.deepEqual(paths, ["/a", "/b/0", ""]);
-  for (const bad of [[[5, 1]], [["/a", 1, 2]], [[]], ["/a"], [[true, 1]], [[-1]], [[0.5]]]) {
+  assert.deepEqual(decodeOps([["/x", [1]], 0, [2]], []), [
+    { op: "replace", path: "/x", value: [1] },
+    { op: "replace", path: "/x", value: [2] },
+  ], "a replace may come as one array element, and its value may be an array");
+  for (const bad of [[[5, 1]], [["/a", 1, 2]], [[]], ["/a"], [[true, 1]], [[-1]], [[0.5]], [5, 1], [null, 1]]) {
     assert.throws(() => decodeOps(bad, []), PatchError);
   }
   const mirror = new StateMirror();
   mirror.handle({ action: "state", seq: 0, state: { a: 0, l: [] } });
-  mirror.handle({ action: "patch", seq: 1, ops: [["/a", 1], ["/l/0", "x", 1]] });
-  mirror.handle({ action: "patch", seq: 2, ops: [[0, 2], [1]] });
+  mirror.handle({ action: "patch", seq: 1, ops: ["/a", 1, ["/l/0", "x", 1]] });
+  mirror.handle({ action: "patch", seq: 2, ops: [0, 2, [1]] });
   assert.deepEqual(mirror.state, { a: 2, l: [] });
   mirror.handle({ action: "patch", seq: 3, reset: true, ops: [["/l/0", "y", 1], [0, "z", 1]] });
   assert.deepEqual(mirror.state, { a: 2, l: ["z", "y"] });
   assert.deepEqual(mirror.paths, ["/l/0"]);
-  mirror.handle({ action: "patch", seq: 4, ops: [[1, 0]] });
+  mirror.handle({ action: "patch", seq: 4, ops: [1, 0] });
   assert.equal(mirror.stale, true, "an unknown number is a gap");
   mirror.handle({ action: "state", seq: 4, state: {} });
   assert.deepEqual(mirror.paths, []);
