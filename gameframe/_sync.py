@@ -77,7 +77,7 @@ class StateSync:
         view.members[player.id] = player
         view.behind.discard(player.id)  # this full state catches it up
         link = player.link
-        if link is not None and link.encoding == ENCODING_COMPACT:
+        if getattr(link, "encoding", None) == ENCODING_COMPACT:
             view.compact.add(player.id)
             view.reset = True
         else:

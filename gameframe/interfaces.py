@@ -11,6 +11,12 @@ class IPlayerLink(Interface):
     """
     What the rest of gameframe sees of one player's connection, whatever its
     transport (TCP, WebSocket, or a test fake).
+
+    A link may also have an C{encoding} attribute (not required: links
+    without one get JSON Patches): how the client asked for its state
+    patches, C{"json"} (RFC 6902, the default) or C{"compact"}
+    (L{gameframe.compact}). The RoomService sets it from the request that
+    seats the player.
     """
 
     player = Attribute(
@@ -22,12 +28,6 @@ class IPlayerLink(Interface):
         "True while the connection's socket is backed up (the client is not"
         " reading what was sent): state patches are skipped for it, and it gets"
         " one full state when it drains."
-    )
-
-    encoding = Attribute(
-        "How the client asked for its state patches: \"json\" (RFC 6902, the"
-        " default) or \"compact\" (gameframe.compact); the RoomService sets it"
-        " from the join or reconnect request."
     )
 
     def send(message: Mapping[str, Any]) -> None:

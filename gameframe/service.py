@@ -431,8 +431,11 @@ class RoomService(Service):
                 f"{message['action']}: encoding must be one of {', '.join(sorted(ENCODINGS))}",
             )
         link = player.link
-        if link is not None and link.encoding != encoding:
-            link.encoding = encoding
+        if link is not None and getattr(link, "encoding", ENCODING_JSON) != encoding:
+            try:
+                setattr(link, "encoding", encoding)  # an optional attribute of IPlayerLink
+            except AttributeError:
+                pass  # a link that cannot hold it: JSON Patches (clients take both)
 
     def _not_in_room(self, player: Player) -> None:
         if player.room is not None or player.id in self._remote:
