@@ -153,7 +153,8 @@ class WebSocketLink(BufferedLink):
         Python parsing cost half again a TCP message), the rest goes on to
         Twisted unchanged. A data message declared larger than the frame
         limit is cut off before anything buffers it (Twisted buffers whole
-        messages, uncapped). Note when bytes arrive and when an incomplete
+        messages, uncapped); as over TCP, the messages before it in the same
+        read are handled first. Note when bytes arrive and when an incomplete
         message began (the idle and frame timeouts). The channel hands
         reads to the WebSocket parser through its C{dataReceived}, which it
         replaced during the upgrade.
