@@ -224,7 +224,7 @@ def client_frame(opcode: int, payload: bytes, fin: bool = True) -> bytes:
 
 def test_a_message_declared_too_large_is_cut_off_before_it_arrives() -> None:
     clock, factory, link, wire = open_link(max_frame=1000)
-    channel = link._request.channel  # the meter sits in front of Twisted's parser
+    channel = link._request.channel  # the reader sits in front of Twisted's parser
     channel.dataReceived(client_frame(1, b"x" * 5000)[:100])  # just the start
     clock.advance(0)
     assert wire.transport.disconnecting
@@ -247,14 +247,20 @@ def test_fragments_add_up_and_pings_do_not_count() -> None:
     assert wire.transport.disconnecting
 
 
-def test_frame_meter_reads_headers_split_anywhere() -> None:
-    from gameframe.websocket import FrameMeter
+def test_frame_reader_reads_headers_split_anywhere() -> None:
+    from gameframe._wsframes import FrameReader
 
-    stream = client_frame(1, b"a" * 70000) + client_frame(2, b"b" * 200) + client_frame(1, b"c")
-    meter = FrameMeter()
-    largest = [meter.feed(stream[i : i + 7]) for i in range(0, len(stream), 7)]
-    assert max(largest) == 70000
-    assert largest[-1] == 1
+    stream = client_frame(1, b"a" * 70000) + client_frame(2, b"b" * 200)
+    texts: list[str] = []
+    raw: list[bytes] = []
+    reader = FrameReader(70000, lambda t: texts.append(t) is None, lambda r: raw.append(r) is None)
+    assert all(reader.feed(stream[i : i + 7]) for i in range(0, len(stream), 7))
+    assert not reader.partial
+    assert b"".join(raw) == stream  # split across reads: Twisted's to parse
+    assert reader.feed(client_frame(1, b"c"))
+    assert texts == ["c"]  # whole in its read: parsed here
+    declared_over = FrameReader(69999, lambda t: True, lambda r: True)
+    assert declared_over.feed(stream[:14]) is False
 
 
 def test_text_frames_are_rfc6455_server_frames() -> None:

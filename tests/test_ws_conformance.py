@@ -3,8 +3,10 @@ WebSocket conformance of the /ws endpoint, case by case after the categories
 of the Autobahn test suite (its case numbers in each test's name), spoken by
 the raw client of tests/_rawws.py to a real `twistd -n gameframe`.
 
-The frame parser is Twisted's (twisted.web.websocket, on wsproto); gameframe's
-FrameMeter reads the frame headers in front of it to cap message size. For
+Whole text frames are parsed by gameframe's FrameReader; everything else
+(control frames, fragments, frames split across reads, malformed input) goes
+on to Twisted's parser (twisted.web.websocket, on wsproto), and the reader
+reads those frames' headers to cap message size. For
 every case the server answers as RFC 6455 and docs/protocol.md say, in
 bounded time, and keeps serving fresh clients (checked after every test,
 with the server's log checked for tracebacks).
