@@ -69,8 +69,12 @@ class InterestGrid:
         return found
 
     def _cells_within(self, x: float, y: float, radius: float) -> Iterator[Cell]:
-        x0, y0 = self._cell(x - radius, y - radius)
-        x1, y1 = self._cell(x + radius, y + radius)
+        # A hair wider than the circle's box: rounding (of x - radius, or of a
+        # squared distance that underflows to 0) must not leave out a cell
+        # holding an entity the distance test counts in.
+        margin = radius + 1e-9 * (abs(x) + abs(y) + radius + 1.0)
+        x0, y0 = self._cell(x - margin, y - margin)
+        x1, y1 = self._cell(x + margin, y + margin)
         for cx in range(x0, x1 + 1):
             for cy in range(y0, y1 + 1):
                 yield (cx, cy)

@@ -136,3 +136,11 @@ class PerPlayerViewTests(SynchronousTestCase):
         seen = set(alice.state["entities"])
         self.assertEqual(seen, {alice.player_id, "npc23", "npc24", "npc25", "npc26", "npc27"})
         self.assertNotIn("npc0", seen)  # left her area: removed by a patch
+
+
+def test_an_entity_a_hair_across_a_cell_border_is_found() -> None:
+    # Found by hypothesis: its squared distance underflows to 0, and it sits
+    # in the cell next to the one a radius of 0 reads.
+    grid = InterestGrid(1.0)
+    grid.place(0, 0.0, -9.28e-292)
+    assert grid.near(0.0, 0.0, 0.0) == brute_near({0: (0.0, -9.28e-292)}, 0.0, 0.0, 0.0) == {0}
