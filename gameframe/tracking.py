@@ -110,6 +110,12 @@ def _forget(key: int) -> Callable[[Any], None]:
 
 def _record(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> Any:
     """The C{on_setattr} hook of L{tracked} classes: wrap the value, mark the field."""
+    # attrs' own convert and validate hooks, run only for fields that have
+    # them (a pipe of three hooks would cost every assignment three calls).
+    if attribute.converter is not None:
+        value = setters.convert(instance, attribute, value)
+    if attribute.validator is not None:
+        value = setters.validate(instance, attribute, value)
     node = _nodes.get(id(instance))
     if node is None:  # not in a tracked state (yet): adoption will see it whole
         return value
@@ -149,11 +155,10 @@ def tracked(cls: Any = None, **define: Any) -> Any:
     """
 
     def wrap(cls: Any) -> Any:
-        define.setdefault("on_setattr", [])
-        hooks = define["on_setattr"]
+        hooks = define.get("on_setattr") or []
         if not isinstance(hooks, list):
             hooks = [hooks]
-        define["on_setattr"] = setters.pipe(setters.convert, setters.validate, *hooks, _record)
+        define["on_setattr"] = setters.pipe(*hooks, _record) if hooks else _record
         define["weakref_slot"] = True
         made = attrs.define(cls, **define)
         _TRACKED_CLASSES[made] = tuple(

@@ -278,3 +278,23 @@ class TrackingTests(SynchronousTestCase):
             [{"op": "replace", "path": "/players/p1/x", "value": 2}],
         )
         self.assertEqual(client.state, {"players": {"p1": {"x": 2}}})
+
+
+@tracked
+class Checked:
+    n: int = attrs.field(default=0, converter=int, validator=attrs.validators.ge(0))
+
+
+class AttrsHooksTests(SynchronousTestCase):
+    def test_converters_and_validators_still_run_on_assignment(self) -> None:
+        """A tracked class converts and validates assignments as attrs.define does."""
+        checked = Checked()
+        checked.n = "3"  # type: ignore[assignment]
+        self.assertEqual(checked.n, 3)
+        with self.assertRaises(ValueError):
+            checked.n = -1
+        world = TrackedDict(c=checked)
+        base = to_tree(world)
+        checked.n = "4"  # type: ignore[assignment]
+        ops, base = changes(world, base)
+        self.assertEqual(ops, [{"op": "replace", "path": "/c/n", "value": 4}])
