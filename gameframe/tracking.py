@@ -125,6 +125,11 @@ def _record(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> Any:
     old = getattr(instance, name, _MISSING)
     if old is value:
         return value
+    if type(value) in _SCALARS and type(old) in _SCALARS:  # the common case, inlined
+        node.changed.add(name)
+        if node.told != _epoch[0]:
+            _tell(node)
+        return value
     _release(old, node, name)
     value = _adopt(value, node, name)
     _touch(node, name)
@@ -497,7 +502,7 @@ def _walk(
         cur = dict.get(obj, key, _MISSING) if is_dict else getattr(obj, key, _MISSING)
         tk = key if type(key) is str else _tree_key(key)
         old = base.get(tk, _MISSING)
-        where = path + "/" + _escape(tk)
+        where = path + "/" + (_escape(tk) if "~" in tk or "/" in tk else tk)
         if cur is _MISSING:
             if old is not _MISSING:
                 ops.append({"op": "remove", "path": where})
@@ -506,17 +511,13 @@ def _walk(
             continue
         t = type(cur)
         if t in _SCALARS:
-            if old is _MISSING:
-                ops.append({"op": "add", "path": where, "value": cur})
-            elif old is not cur and (type(old) is not t or old != cur):
-                ops.append({"op": "replace", "path": where, "value": cur})
-            else:
+            if old is not cur and (type(old) is not t or old != cur):
+                ops.append({"op": "add" if old is _MISSING else "replace", "path": where, "value": cur})
+                base[tk] = cur
+            if sticky:
                 sticky.discard(key)
-                continue
-            base[tk] = cur
-            sticky.discard(key)
             continue
-        child = _node_of(cur)
+        child = cur._node if t is TrackedDict or t is TrackedList else _nodes.get(id(cur))
         if child is not None and key not in changed:
             if t is TrackedList:
                 if type(old) is list:
