@@ -139,17 +139,20 @@ class StateSync:
         """
         if not self._views:
             return 0
-        if self._view_state is None:
+        view_state = self._view_state
+        if view_state is None:
             shared = self._changes(state)
         else:
             tree = to_tree(state)
         sent = 0
         for key, view in self._views.items():
-            if self._view_state is None:
-                new = self._shared
+            if view_state is None:
+                # The one tree, patched in place or replaced: every view holds it.
+                view.tree = new = self._shared
+                ops = shared
             else:
-                new = self._view_state(key, tree)
-            ops = shared if self._view_state is None else diff(view.tree, new)
+                new = view_state(key, tree)
+                ops = diff(view.tree, new)
             if ops:
                 view.tree = new
                 view.seq += 1

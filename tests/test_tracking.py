@@ -298,3 +298,20 @@ class AttrsHooksTests(SynchronousTestCase):
         checked.n = "4"  # type: ignore[assignment]
         ops, base = changes(world, base)
         self.assertEqual(ops, [{"op": "replace", "path": "/c/n", "value": 4}])
+
+
+class SharedTreeTests(SynchronousTestCase):
+    def test_a_resync_after_an_equal_new_state_is_current(self) -> None:
+        """A new state equal to the old one sends no patch, and later full states still follow the changes."""
+        kit = Harness({"tracking": Tracking})
+        client = kit.connect()
+        client.join_or_create("tracking")
+        room = kit.room_of(client)
+        room.state = World(ents={"a": Ent(x=1), "b": Ent(y=2)})
+        room.send_patches()
+        self.assertEqual(client.received("patch"), [])
+        room.state.ents["a"].x = 5
+        room.send_patches()
+        client.send("sync")
+        self.assertEqual(client.received("state")[-1]["state"], to_tree(room.state))
+        self.assertEqual(client.state, to_tree(room.state))
