@@ -39,6 +39,7 @@ __all__ = ["TrackedDict", "TrackedList", "tracked"]
 
 _SCALARS = frozenset({str, int, float, bool, type(None)})
 _MISSING: Any = object()
+_EMPTY: frozenset[Any] = frozenset()
 _LIST_KEY = None  # the only key a list's node records: lists change as a whole
 
 # Advanced after every walk: a node told its parents in an older epoch tells
@@ -53,9 +54,11 @@ class _Node:
 
     def __init__(self) -> None:
         self.parents: list[tuple[_Node, Any]] = []
-        self.changed: set[Any] = set()
-        self.dirty: set[Any] = set()
-        self.sticky: set[Any] = set()
+        # Empty sets are shared (and immutable) until a key arrives: most
+        # nodes of a big world never change between two ticks.
+        self.changed: set[Any] | frozenset[Any] = _EMPTY
+        self.dirty: set[Any] | frozenset[Any] = _EMPTY
+        self.sticky: set[Any] | frozenset[Any] = _EMPTY
         self.told = -1
         self.ref: Any = None  # keeps an attrs instance's weakref (and its callback) alive
 
@@ -64,7 +67,10 @@ class _Node:
 
 
 def _touch(node: _Node, key: Any) -> None:
-    node.changed.add(key)
+    if node.changed:
+        node.changed.add(key)  # type: ignore[union-attr]
+    else:
+        node.changed = {key}
     if node.told != _epoch[0]:
         _tell(node)
 
@@ -73,7 +79,10 @@ def _tell(node: _Node) -> None:
     """Mark every path from the root down to C{node} (once per node per tick)."""
     node.told = _epoch[0]
     for parent, key in node.parents:
-        parent.dirty.add(key)
+        if parent.dirty:
+            parent.dirty.add(key)  # type: ignore[union-attr]
+        else:
+            parent.dirty = {key}
         if parent.told != _epoch[0]:
             _tell(parent)
 
@@ -82,7 +91,10 @@ def _stick(node: _Node, key: Any) -> None:
     """C{node}'s C{key} holds a plain value: visit it, and the way to it, every tick."""
     if key in node.sticky:
         return
-    node.sticky.add(key)
+    if node.sticky:
+        node.sticky.add(key)  # type: ignore[union-attr]
+    else:
+        node.sticky = {key}
     for parent, parent_key in node.parents:
         _stick(parent, parent_key)
 
@@ -101,11 +113,15 @@ _TRACKED_CLASSES: dict[type, tuple[str, ...]] = {}  # class -> public field name
 _nodes: dict[int, _Node] = {}  # id(attrs instance) -> its node, while it lives
 
 
-def _forget(key: int) -> Callable[[Any], None]:
-    def forget(ref: Any) -> None:
-        _nodes.pop(key, None)
+class _Ref(weakref.ref):  # type: ignore[type-arg]
+    """A weak reference to an attrs instance that knows its key in C{_nodes}."""
 
-    return forget
+    __slots__ = ("key",)
+    key: int
+
+
+def _forget(ref: _Ref) -> None:
+    _nodes.pop(ref.key, None)
 
 
 def _record(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> Any:
@@ -126,7 +142,10 @@ def _record(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> Any:
     if old is value:
         return value
     if type(value) in _SCALARS and type(old) in _SCALARS:  # the common case, inlined
-        node.changed.add(name)
+        if node.changed:
+            node.changed.add(name)  # type: ignore[union-attr]
+        else:
+            node.changed = {name}
         if node.told != _epoch[0]:
             _tell(node)
         return value
@@ -191,7 +210,8 @@ def _node_of(value: Any) -> _Node | None:
     if node_or_none is not None:
         return node_or_none
     node = _nodes[id(value)] = _Node()
-    node.ref = weakref.ref(value, _forget(id(value)))
+    ref = node.ref = _Ref(value, _forget)
+    ref.key = id(value)
     for name in names:  # adopt what __init__ stored (its hooks do not run there)
         child = getattr(value, name)
         adopted = _adopt(child, node, name)
@@ -216,7 +236,10 @@ def _adopt(value: Any, parent: _Node, key: Any) -> Any:
         return value
     node.parents.append((parent, key))
     if node.told == _epoch[0]:  # it has told its other parents this tick: tell this one
-        parent.dirty.add(key)
+        if parent.dirty:
+            parent.dirty.add(key)  # type: ignore[union-attr]
+        else:
+            parent.dirty = {key}
         if parent.told != _epoch[0]:
             _tell(parent)
     if node.sticky:
@@ -450,8 +473,7 @@ def changes(state: Any, base: JSON) -> tuple[list[Operation], JSON]:
         _compare(base, new, "", ops)
         base = new
     for walked in visited:
-        walked.changed.clear()
-        walked.dirty.clear()
+        walked.changed = walked.dirty = _EMPTY
     _epoch[0] += 1
     return ops, base
 
@@ -485,7 +507,7 @@ def _resettle_list(lst: list[Any], node: _Node) -> bool:
         child = _node_of(v)
         if (child is None and not _settled(v)) or (child is not None and child.sticky):
             return True
-    node.sticky.clear()
+    node.sticky = _EMPTY
     return False
 
 
@@ -497,7 +519,7 @@ def _walk(
     changed = node.changed
     keys = changed | node.dirty | node.sticky if (node.dirty or node.sticky) else changed
     is_dict = type(obj) is TrackedDict
-    sticky = node.sticky
+    sticky: Any = node.sticky  # a set of its own once it has a key
     for key in keys:
         cur = dict.get(obj, key, _MISSING) if is_dict else getattr(obj, key, _MISSING)
         tk = key if type(key) is str else _tree_key(key)
@@ -507,7 +529,8 @@ def _walk(
             if old is not _MISSING:
                 ops.append({"op": "remove", "path": where})
                 del base[tk]
-            sticky.discard(key)
+            if sticky:
+                sticky.discard(key)
             continue
         t = type(cur)
         if t in _SCALARS:
@@ -526,11 +549,13 @@ def _walk(
                     _diff(old, new_list, where, ops)
                     old[:] = new_list
                     if not _resettle_list(cur, child):
-                        sticky.discard(key)
+                        if sticky:
+                            sticky.discard(key)
                     continue
             elif type(old) is dict:
                 if not _walk(cur, child, old, where, ops, visited):
-                    sticky.discard(key)
+                    if sticky:
+                        sticky.discard(key)
                 continue
         new = to_tree(cur)
         if old is _MISSING:
@@ -540,7 +565,9 @@ def _walk(
         base[tk] = new
         if child is None:
             if _settled(cur):
-                sticky.discard(key)
+                if sticky:
+                    sticky.discard(key)
         elif not child.sticky:
-            sticky.discard(key)
+            if sticky:
+                sticky.discard(key)
     return bool(sticky)
