@@ -341,3 +341,21 @@ def test_chat_between_a_page_and_a_tcp_player(pages: Pages, tcp_player: TcpPlaye
     heard = tcp_player.wait_for(lambda m: m["action"] == "said" and m["player_id"] == page_id)
     assert heard["text"] == "hello from the browser"
     page.locator('#chat-log li.said[data-player-id="%s"]' % page_id).wait_for()
+
+
+def test_world_page_draws_only_what_is_near_and_walks(pages: Pages) -> None:
+    page = pages.open()
+    page.click("#play-world")
+    wait_for_client(page, "client.state !== null && client.state.you === client.playerId")
+    seen = client_value(page, "Object.keys(client.state.entities).length")
+    assert 1 <= seen < 2000  # its own avatar and what is near: never the whole world
+    page.wait_for_selector("#world canvas[data-entities]")
+    start = client_value(page, "client.state.entities[client.playerId]")
+    # A click walks there: the avatar's position changes in the mirrored state.
+    page.click("#world canvas", position={"x": 700, "y": 500})
+    wait_for_client(
+        page,
+        "(() => { const me = client.state.entities[client.playerId];"
+        " return me.x !== arg.x || me.y !== arg.y; })()",
+        start,
+    )

@@ -11,13 +11,14 @@
  */
 import { connect } from "./gameframe.js";
 import * as arena from "./arena.js";
+import * as world from "./world.js";
 import * as chat from "./chat.js";
 import * as generic from "./generic.js";
 import * as tictactoe from "./tictactoe.js";
 
 /** Room type → view module (`mount(element, client)` → unmount function). */
-const VIEWS = { chat, tictactoe, arena };
-const LABELS = { chat: "Chat", tictactoe: "Tic-tac-toe", arena: "Arena" };
+const VIEWS = { chat, tictactoe, arena, world };
+const LABELS = { chat: "Chat", tictactoe: "Tic-tac-toe", arena: "Arena", world: "World" };
 const REFRESH_MS = 2000;
 const SEAT_KEY = "gameframe.seat";
 

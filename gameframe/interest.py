@@ -1,0 +1,129 @@
+"""Area of interest: entities in a uniform grid, and what each watcher sees within its radius, as it enters and leaves."""
+
+from __future__ import annotations
+
+import math
+from typing import Hashable, Iterator
+
+Cell = tuple[int, int]
+
+
+class InterestGrid:
+    """
+    Entities by position in square cells of C{cell_size}: placing or moving
+    one is O(1), and the entities near a point are found by looking only at
+    the cells a circle of that radius touches, not at every entity.
+
+    Pick a cell size about the radius players see: a query then reads about
+    nine cells.
+    """
+
+    def __init__(self, cell_size: float) -> None:
+        if not cell_size > 0:
+            raise ValueError(f"cell_size must be more than 0, not {cell_size!r}")
+        self.cell_size = float(cell_size)
+        self._cells: dict[Cell, dict[Hashable, tuple[float, float]]] = {}
+        self._where: dict[Hashable, Cell] = {}
+
+    def _cell(self, x: float, y: float) -> Cell:
+        size = self.cell_size
+        return (math.floor(x / size), math.floor(y / size))
+
+    def place(self, entity: Hashable, x: float, y: float) -> None:
+        """Put C{entity} at C{(x, y)} (new, or moved from where it was)."""
+        cell = self._cell(x, y)
+        old = self._where.get(entity)
+        if old is not None and old != cell:
+            self._discard(entity, old)
+        self._cells.setdefault(cell, {})[entity] = (x, y)
+        self._where[entity] = cell
+
+    def remove(self, entity: Hashable) -> None:
+        """Take C{entity} out (nothing happens if it is not in)."""
+        cell = self._where.pop(entity, None)
+        if cell is not None:
+            self._discard(entity, cell)
+
+    def _discard(self, entity: Hashable, cell: Cell) -> None:
+        members = self._cells[cell]
+        del members[entity]
+        if not members:
+            del self._cells[cell]
+
+    def position(self, entity: Hashable) -> tuple[float, float] | None:
+        cell = self._where.get(entity)
+        return None if cell is None else self._cells[cell][entity]
+
+    def near(self, x: float, y: float, radius: float) -> set[Hashable]:
+        """The entities at most C{radius} from C{(x, y)}."""
+        found: set[Hashable] = set()
+        limit = radius * radius
+        for cell in self._cells_within(x, y, radius):
+            members = self._cells.get(cell)
+            if not members:
+                continue
+            for entity, (ex, ey) in members.items():
+                dx, dy = ex - x, ey - y
+                if dx * dx + dy * dy <= limit:
+                    found.add(entity)
+        return found
+
+    def _cells_within(self, x: float, y: float, radius: float) -> Iterator[Cell]:
+        x0, y0 = self._cell(x - radius, y - radius)
+        x1, y1 = self._cell(x + radius, y + radius)
+        for cx in range(x0, x1 + 1):
+            for cy in range(y0, y1 + 1):
+                yield (cx, cy)
+
+    def __len__(self) -> int:
+        return len(self._where)
+
+    def __contains__(self, entity: object) -> bool:
+        return entity in self._where
+
+
+class AreasOfInterest:
+    """
+    What each watcher (a player, usually) sees of an L{InterestGrid}: the
+    entities within C{radius} of the point it watches from (its avatar).
+
+    L{update} says, per watcher, what entered and what left its area since
+    the last update: what a per-player view adds and removes. A watcher's
+    own area is found from the grid's cells, so an update costs about the
+    watchers times the entities near each, never watchers times entities.
+    """
+
+    def __init__(self, grid: InterestGrid, radius: float) -> None:
+        self.grid = grid
+        self.radius = radius
+        self._centers: dict[Hashable, tuple[float, float]] = {}
+        self._seen: dict[Hashable, set[Hashable]] = {}
+
+    def watch(self, watcher: Hashable, x: float, y: float) -> None:
+        """C{watcher} sees from C{(x, y)} from now on (new, or moved)."""
+        self._centers[watcher] = (x, y)
+        self._seen.setdefault(watcher, set())
+
+    def unwatch(self, watcher: Hashable) -> None:
+        self._centers.pop(watcher, None)
+        self._seen.pop(watcher, None)
+
+    def visible(self, watcher: Hashable) -> set[Hashable]:
+        """What C{watcher} saw at the last L{update} (empty before the first)."""
+        return self._seen.get(watcher, set())
+
+    def update(self) -> dict[Hashable, tuple[set[Hashable], set[Hashable]]]:
+        """
+        Recompute every area: C{{watcher: (entered, left)}}, only for the
+        watchers whose area changed.
+        """
+        changes: dict[Hashable, tuple[set[Hashable], set[Hashable]]] = {}
+        near = self.grid.near
+        radius = self.radius
+        for watcher, (x, y) in self._centers.items():
+            now = near(x, y, radius)
+            before = self._seen[watcher]
+            if now != before:
+                changes[watcher] = (now - before, before - now)
+                self._seen[watcher] = now
+        return changes
