@@ -216,6 +216,9 @@ class BufferedLink:
     player: Player
     # What the admin API shows as the player's transport (set by each transport).
     transport_name = "unknown"
+    # The state patches' encoding the client asked for on joining (an
+    # instance attribute only on the connections that asked for compact).
+    encoding = "json"
 
     _address: str | None = None
     _admitted = False

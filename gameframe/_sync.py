@@ -1,13 +1,15 @@
-"""State sync: a full state on join, then JSON Patches per distinct view, encoded once each."""
+"""State sync: a full state on join, then patches per distinct view, encoded once each per encoding."""
 
 from __future__ import annotations
 
 from typing import Any, Callable, Hashable
 
 from gameframe.codec import encode
+from gameframe.compact import MAX_PATHS, encode_ops
 from gameframe.jsonpatch import JSON, Operation, diff, to_tree
 from gameframe.player import Player
 from gameframe.tracking import changes, is_tracked
+from gameframe.vocabulary import ENCODING_COMPACT
 
 ViewState = Callable[[Hashable, JSON], JSON]
 PatchSizes = Callable[[int], None]
@@ -20,7 +22,7 @@ def _unmeasured(size: int) -> None:
 class _View:
     """One stream of patches, shared by every player whose view key is the same."""
 
-    __slots__ = ("tree", "seq", "members", "behind")
+    __slots__ = ("tree", "seq", "members", "behind", "compact", "paths", "reset")
 
     def __init__(self, tree: JSON) -> None:
         self.tree = tree  # what every member's mirror holds at `seq`
@@ -29,6 +31,12 @@ class _View:
         # Members whose socket was backed up at a patch: they missed it, and
         # get the full tree instead of the next patch once they drain.
         self.behind: set[str] = set()
+        # Members who asked for compact patches, the stream's path table,
+        # and whether the next compact patch must empty it (a compact
+        # member got a full state since the last one: its table is empty).
+        self.compact: set[str] = set()
+        self.paths: dict[str, int] = {}
+        self.reset = False
 
 
 class StateSync:
@@ -90,6 +98,12 @@ class StateSync:
             view.seq = self._resume.pop(key, 0)
         view.members[player.id] = player
         view.behind.discard(player.id)  # this full state catches it up
+        link = player.link
+        if getattr(link, "encoding", None) == ENCODING_COMPACT:
+            view.compact.add(player.id)
+            view.reset = True
+        else:
+            view.compact.discard(player.id)
         self._keys[player.id] = key
         message: dict[str, Any] = {"action": "state", "seq": view.seq, "state": view.tree}
         if request_id is not None:
@@ -118,6 +132,9 @@ class StateSync:
         view = self._views[key]
         del view.members[player.id]
         view.behind.discard(player.id)
+        view.compact.discard(player.id)
+        if not view.compact:
+            view.paths.clear()
         if not view.members:
             del self._views[key]
             if not self._views:
@@ -156,14 +173,19 @@ class StateSync:
             if ops:
                 view.tree = new
                 view.seq += 1
-                data = encode({"action": "patch", "seq": view.seq, "patch": ops})
-                self._patch_sizes(len(data))
+                data = compact = b""
+                if len(view.compact) < len(view.members):
+                    data = encode({"action": "patch", "seq": view.seq, "patch": ops})
+                    self._patch_sizes(len(data))
+                if view.compact:
+                    compact = self._compact(view, ops)
+                    self._patch_sizes(len(compact))
                 sent += 1
             elif not view.behind:
                 continue
             else:
-                data = b""
-            self._deliver(view, data)
+                data = compact = b""
+            self._deliver(view, data, compact)
         return sent
 
     def _changes(self, state: Any) -> list[Operation]:
@@ -182,9 +204,21 @@ class StateSync:
         return ops
 
     @staticmethod
-    def _deliver(view: _View, patch: bytes) -> None:
+    def _compact(view: _View, ops: list[Any]) -> bytes:
+        """The encoded compact patch of C{ops} (see L{gameframe.compact})."""
+        message: dict[str, Any] = {"action": "patch", "seq": view.seq}
+        if view.reset or len(view.paths) >= MAX_PATHS:
+            view.paths.clear()
+            view.reset = False
+            message["reset"] = True
+        message["ops"] = encode_ops(ops, view.paths)
+        return encode(message)
+
+    @staticmethod
+    def _deliver(view: _View, patch: bytes, compact: bytes = b"") -> None:
         """The patch to members keeping up; the full tree to those back from behind."""
         behind = view.behind
+        wants_compact = view.compact
         full = b""
         for member_id, member in view.members.items():
             link = member.link
@@ -197,6 +231,11 @@ class StateSync:
                 if not full:
                     full = encode({"action": "state", "seq": view.seq, "state": view.tree})
                 link.send_encoded(full)
+                if member_id in wants_compact:
+                    view.reset = True  # its path table is empty now
+            elif wants_compact and member_id in wants_compact:
+                if compact:
+                    link.send_encoded(compact)
             elif patch:
                 link.send_encoded(patch)
 

@@ -16,6 +16,7 @@ import orjson
 
 from gameframe._reconnect import CONNECTION_LOST, AutoReconnect, Backoff
 from gameframe.mirror import StateMirror
+from gameframe.vocabulary import ENCODING_JSON, ENCODINGS
 
 __all__ = [
     "AutoReconnect",
@@ -167,9 +168,14 @@ class _Session:
 
     With C{mirror} false the state and patch messages are not applied
     (the mirror's C{state} stays L{None}, and no C{sync} is ever asked).
+    C{encoding} is the state patches' encoding the joining requests ask
+    for (C{"json"} or C{"compact"}); the mirror takes both.
     """
 
-    def __init__(self, mirror: bool = True) -> None:
+    def __init__(self, mirror: bool = True, encoding: str = "json") -> None:
+        if encoding not in ENCODINGS:
+            raise ValueError(f"encoding must be one of {sorted(ENCODINGS)}, not {encoding!r}")
+        self.encoding = encoding
         self.state = StateMirror() if mirror else _Unmirrored()
         self.player_id: str | None = None
         self.room_id: str | None = None
@@ -180,6 +186,12 @@ class _Session:
         #: The server's last C{disconnect} said C{"retry": true}.
         self.close_retry = False
         self._sync_asked = False
+
+    def joining(self, **fields: Any) -> dict[str, Any]:
+        """The fields of a joining request (join, create, reconnect...), with the encoding."""
+        if self.encoding != ENCODING_JSON:
+            fields["encoding"] = self.encoding
+        return fields
 
     def handle(self, message: Message) -> bool:
         """
@@ -355,6 +367,7 @@ class GameClient(_SessionView):
         auto_reconnect: AutoReconnect | None = AutoReconnect(),
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        encoding: str = "json",
     ) -> None:
         """
         Make an unconnected client; L{connect} makes and connects one.
@@ -366,6 +379,9 @@ class GameClient(_SessionView):
         @param clock: the time, in seconds (for every timeout and delay).
         @param sleep: waits a number of seconds; the blocking calls use it
             between reconnection attempts.
+        @param encoding: the state patches to ask for when joining:
+            C{"json"} (RFC 6902 JSON Patches, the default) or C{"compact"}
+            (fewer bytes; see docs/protocol.md). The mirror is the same.
         """
         self.host = host
         self.port = port
@@ -375,7 +391,7 @@ class GameClient(_SessionView):
         self._auto_reconnect = auto_reconnect
         self._last_sent = clock()
         self._max_line = max_line
-        self._session = _Session()
+        self._session = _Session(encoding=encoding)
         self._ids: Iterator[int] = itertools.count(1)
         self._waiting: set[int] = set()
         self._replies: dict[int, Message] = {}
@@ -405,6 +421,7 @@ class GameClient(_SessionView):
         auto_reconnect: AutoReconnect | None = AutoReconnect(),
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        encoding: str = "json",
     ) -> GameClient:
         """
         Connect to a gameframe server and wait for its C{welcome}
@@ -423,6 +440,7 @@ class GameClient(_SessionView):
             auto_reconnect=auto_reconnect,
             clock=clock,
             sleep=sleep,
+            encoding=encoding,
         )
         client._open(timeout)
         return client
@@ -473,7 +491,9 @@ class GameClient(_SessionView):
         self._open(timeout)
         # Until the token speaks, the new connection is a fresh player.
         try:
-            return self._call("reconnect", max(0.0, deadline - self._clock()), token=token)
+            return self._call(
+                "reconnect", max(0.0, deadline - self._clock()), **self._session.joining(token=token)
+            )
         except Disconnected:
             raise
         except ClientError:
@@ -728,7 +748,7 @@ class GameClient(_SessionView):
         if redial.phase is _Phase.GREETING and action == "welcome":
             redial.phase, redial.claim_id = _Phase.CLAIMING, next(self._ids)
             self._outbox += _encode(
-                "reconnect", {"id": redial.claim_id, "token": self._session.token}
+                "reconnect", self._session.joining(id=redial.claim_id, token=self._session.token)
             )
             self._flush()
         elif redial.phase is _Phase.CLAIMING and message.get("id") == redial.claim_id:
@@ -876,15 +896,17 @@ class GameClient(_SessionView):
 
         @raise ClientError: the server refused (C{unknown_room_type}...).
         """
-        return self._call("join_or_create", timeout, room=room, options=options)
+        return self._call(
+            "join_or_create", timeout, **self._session.joining(room=room, options=options)
+        )
 
     def create(self, room: str, timeout: float = 5, **options: Any) -> Message:
         """Create a room of type C{room} and join it; the C{joined} reply."""
-        return self._call("create", timeout, room=room, options=options)
+        return self._call("create", timeout, **self._session.joining(room=room, options=options))
 
     def join(self, room_id: str, timeout: float = 5, **options: Any) -> Message:
         """Join the room with this id; the C{joined} reply (or C{room_not_found}...)."""
-        return self._call("join", timeout, room_id=room_id, options=options)
+        return self._call("join", timeout, **self._session.joining(room_id=room_id, options=options))
 
     def leave(self, timeout: float = 5) -> Message:
         """Leave the current room; the C{left} reply (C{not_in_room} if none)."""

@@ -11,6 +11,12 @@ class IPlayerLink(Interface):
     """
     What the rest of gameframe sees of one player's connection, whatever its
     transport (TCP, WebSocket, or a test fake).
+
+    A link may also have an C{encoding} attribute (not required: links
+    without one get JSON Patches): how the client asked for its state
+    patches, C{"json"} (RFC 6902, the default) or C{"compact"}
+    (L{gameframe.compact}). The RoomService sets it from the request that
+    seats the player.
     """
 
     player = Attribute(

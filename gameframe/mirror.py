@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any, Mapping
 
+from gameframe.compact import decode_ops
 from gameframe.jsonpatch import JSON, PatchError, apply
 
 
@@ -18,12 +19,17 @@ class StateMirror:
     mirror is C{stale} until the next full state (a patch that does not
     apply makes it stale too): send
     C{{"action": "sync"}} to get one.
+
+    It takes both encodings of patches: RFC 6902 JSON Patches (C{"patch"})
+    and compact ones (C{"ops"}, see L{gameframe.compact}), whose path table
+    it keeps in C{paths}.
     """
 
     def __init__(self) -> None:
         self.state: JSON = None
         self.seq: int | None = None
         self.stale = False
+        self.paths: list[str] = []  # the compact path table of this stream
 
     def handle(self, message: Mapping[str, Any]) -> bool:
         """
@@ -37,6 +43,7 @@ class StateMirror:
             self.state = copy.deepcopy(message["state"])
             self.seq = message["seq"]
             self.stale = False
+            self.paths = []
             return True
         if action == "patch":
             if self.stale or self.seq is None:
@@ -45,7 +52,13 @@ class StateMirror:
                 self.stale = True
                 return True
             try:
-                self.state = apply(self.state, message["patch"])
+                if "ops" in message:
+                    if message.get("reset"):
+                        self.paths = []
+                    patch = decode_ops(message["ops"], self.paths)
+                else:
+                    patch = message["patch"]
+                self.state = apply(self.state, patch)
             except PatchError:
                 self.stale = True  # our copy went wrong somehow: start over
                 return True

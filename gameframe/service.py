@@ -32,6 +32,8 @@ from gameframe.vocabulary import (
     FORWARDED_LOBBY_ACTIONS,
     AUTHENTICATE,
     BAD_ARGUMENTS,
+    ENCODING_JSON,
+    ENCODINGS,
     BEFORE_AUTH_ACTIONS,
     CREATE,
     INTERNAL_ERROR,
@@ -419,6 +421,22 @@ class RoomService(Service):
             )
         return options
 
+    @staticmethod
+    def _choose_encoding(player: Player, message: Message) -> None:
+        """The state patches' encoding the joining (or reconnecting) client asked for."""
+        encoding = message.get("encoding", ENCODING_JSON)
+        if type(encoding) is not str or encoding not in ENCODINGS:
+            raise GameError(
+                BAD_ARGUMENTS,
+                f"{message['action']}: encoding must be one of {', '.join(sorted(ENCODINGS))}",
+            )
+        link = player.link
+        if link is not None and getattr(link, "encoding", ENCODING_JSON) != encoding:
+            try:
+                setattr(link, "encoding", encoding)  # an optional attribute of IPlayerLink
+            except AttributeError:
+                pass  # a link that cannot hold it: JSON Patches (clients take both)
+
     def _not_in_room(self, player: Player) -> None:
         if player.room is not None or player.id in self._remote:
             room_id = (
@@ -430,6 +448,7 @@ class RoomService(Service):
         name = self._room_type_of(message)
         options = self._options_of(message)
         self._not_in_room(player)
+        self._choose_encoding(player, message)
         if self.cluster is not None:
             return self.cluster.join_or_create(player, name, options, message.get("id"))
         return self.join_or_create_here(player, name, options, message.get("id"))
@@ -449,6 +468,7 @@ class RoomService(Service):
         name = self._room_type_of(message)
         options = self._options_of(message)
         self._not_in_room(player)
+        self._choose_encoding(player, message)
         if self.cluster is not None:
             return self.cluster.join_or_create(player, name, options, message.get("id"), new=True)
         return self._create_and_seat(player, name, options, message.get("id"))
@@ -459,6 +479,7 @@ class RoomService(Service):
             raise GameError(BAD_ARGUMENTS, "join: room_id must be a string")
         options = self._options_of(message)
         self._not_in_room(player)
+        self._choose_encoding(player, message)
         if self.cluster is not None:
             return self.cluster.join(player, room_id, options, message.get("id"))
         handle = self.directory.get(room_id)
@@ -482,6 +503,7 @@ class RoomService(Service):
         if type(token) is not str:
             raise GameError(BAD_ARGUMENTS, "reconnect: token must be a string")
         self._not_in_room(player)
+        self._choose_encoding(player, message)
         player_id, _, secret = token.rpartition(".")
         if not (player_id and secret):
             raise GameError(INVALID_TOKEN, "reconnect: the token is unknown or expired")

@@ -47,6 +47,7 @@ class FakeLink:
 
     player: Player
     congested = False
+    encoding = "json"
 
     def __init__(self) -> None:
         self.messages: list[Message] = []

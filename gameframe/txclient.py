@@ -128,6 +128,9 @@ class GameClientProtocol(_SessionView, Protocol):
         stays L{None} and no C{sync} is ever asked, which spares a program
         that never reads the state (a load-testing bot, a relay...) the
         work of applying every patch.
+    @param encoding: the state patches its joining requests ask for:
+        C{"json"} (RFC 6902, the default) or C{"compact"} (fewer bytes;
+        docs/protocol.md). The mirror takes both.
 
     @ivar state: the L{StateMirror} of the room's state; C{state.state} is
         the tree. On a gap in the patches the client sends C{sync} itself.
@@ -158,8 +161,9 @@ class GameClientProtocol(_SessionView, Protocol):
         *,
         mirror: bool = True,
         auto_reconnect: AutoReconnect | None = AutoReconnect(),
+        encoding: str = "json",
     ) -> None:
-        self._session = _Session(mirror)
+        self._session = _Session(mirror, encoding)
         self._max_line = max_line
         self._lines = _LineBuffer(max_line)
         self._ids: Iterator[int] = itertools.count(1)
@@ -341,7 +345,7 @@ class GameClientProtocol(_SessionView, Protocol):
         action = message["action"]
         if action == "welcome" and redial.claim_id is None:
             redial.claim_id = next(self._ids)
-            fields = {"id": redial.claim_id, "token": self._session.token}
+            fields = self._session.joining(id=redial.claim_id, token=self._session.token)
             self._transport.write(_encode("reconnect", fields))
         elif redial.claim_id is not None and message.get("id") == redial.claim_id:
             if action == "error":
@@ -437,15 +441,15 @@ class GameClientProtocol(_SessionView, Protocol):
 
     def join_or_create(self, room: str, **options: Any) -> Deferred[Message]:
         """Join a matching room of type C{room} or create one: the C{joined} reply."""
-        return self.request("join_or_create", room=room, options=options)
+        return self.request("join_or_create", **self._session.joining(room=room, options=options))
 
     def create(self, room: str, **options: Any) -> Deferred[Message]:
         """Create a room of type C{room} and join it: the C{joined} reply."""
-        return self.request("create", room=room, options=options)
+        return self.request("create", **self._session.joining(room=room, options=options))
 
     def join(self, room_id: str, **options: Any) -> Deferred[Message]:
         """Join the room with this id: the C{joined} reply."""
-        return self.request("join", room_id=room_id, options=options)
+        return self.request("join", **self._session.joining(room_id=room_id, options=options))
 
     def leave(self) -> Deferred[Message]:
         """Leave the current room: the C{left} reply."""
@@ -470,13 +474,13 @@ class GameClientProtocol(_SessionView, Protocol):
         C{token}): the C{joined} reply; this connection then speaks for
         that player, with its id, and the mirror gets the full state.
         """
-        return self.request("reconnect", token=token)
+        return self.request("reconnect", **self._session.joining(token=token))
 
 
 class GameClientFactory(Factory):
     """
     Makes L{GameClientProtocol}s (one per connection made through it),
-    each with this C{max_line}, C{mirror} and C{auto_reconnect} (see
+    each with this C{max_line}, C{mirror}, C{auto_reconnect} and C{encoding} (see
     L{GameClientProtocol}).
 
     @param clock: the clock of the reconnection delays (default: the
@@ -492,15 +496,20 @@ class GameClientFactory(Factory):
         mirror: bool = True,
         auto_reconnect: AutoReconnect | None = AutoReconnect(),
         clock: IReactorTime | None = None,
+        encoding: str = "json",
     ) -> None:
         self.max_line = max_line
         self.mirror = mirror
+        self.encoding = encoding
         self.auto_reconnect = auto_reconnect
         self.clock = clock
 
     def buildProtocol(self, addr: IAddress | None) -> GameClientProtocol:
         protocol = GameClientProtocol(
-            self.max_line, mirror=self.mirror, auto_reconnect=self.auto_reconnect
+            self.max_line,
+            mirror=self.mirror,
+            auto_reconnect=self.auto_reconnect,
+            encoding=self.encoding,
         )
         protocol.factory = self
         return protocol

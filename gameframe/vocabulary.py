@@ -28,6 +28,12 @@ FORWARDED_LOBBY_ACTIONS = frozenset({LEAVE, SYNC})
 # What a connection may send before it has authenticated under --require-auth.
 BEFORE_AUTH_ACTIONS = frozenset({AUTHENTICATE, PING})
 
+# -- state patch encodings: "encoding" in the requests of JOINING_ACTIONS ------------
+
+ENCODING_JSON = "json"  # RFC 6902 JSON Patches, the default
+ENCODING_COMPACT = "compact"  # gameframe.compact
+ENCODINGS = frozenset({ENCODING_JSON, ENCODING_COMPACT})
+
 # -- error codes: {"action": "error", "code": ...}; the connection goes on ----------
 
 BAD_JSON = "bad_json"

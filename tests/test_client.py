@@ -330,3 +330,34 @@ def test_authenticate_without_auth_on_the_server_is_unauthorized(connect: Any) -
     with pytest.raises(ClientError) as raised:
         client.authenticate("anything")
     assert raised.value.code == "unauthorized"
+
+
+def test_compact_and_json_clients_mirror_the_same_arena(gameframe_server: RunningServer) -> None:
+    """A client that asks for compact patches gets them, and its mirror agrees with a JSON one's; so after a reconnect."""
+    alice = GameClient.connect("127.0.0.1", gameframe_server.port, timeout=TIMEOUT, encoding="compact")
+    bob = GameClient.connect("127.0.0.1", gameframe_server.port, timeout=TIMEOUT)
+    try:
+        room_id = alice.create("arena", timeout=TIMEOUT)["room_id"]
+        bob.join(room_id, timeout=TIMEOUT)
+        for step in range(2):
+            wait_state(alice, lambda c: avatar(c, bob.player_id) is not None)
+            x, y = nearby(alice, bob.player_id)
+            bob.send("move", x=x, y=y)
+            kinds: set[str] = set()
+
+            def seen(message: dict[str, Any]) -> bool:
+                kinds.update(k for k in ("ops", "patch") if k in message)
+                return at(alice, bob.player_id, x, y)
+
+            alice.wait_for(seen, TIMEOUT)
+            wait_state(bob, lambda c: at(c, bob.player_id, x, y))
+            wait_state(alice, lambda c: c.state.seq == bob.state.seq)
+            wait_state(bob, lambda c: c.state.seq == alice.state.seq)
+            assert alice.state.state == bob.state.state
+            assert kinds == {"ops"}
+            if step == 0:
+                alice.close()
+                alice.reconnect(timeout=TIMEOUT)  # asks for compact again
+    finally:
+        alice.close()
+        bob.close()

@@ -101,3 +101,100 @@ def test_js_applies_the_servers_diffs(tmp_path: Path) -> None:
     results = json.loads(run.stdout)
     for case, result in zip(cases, results, strict=True):
         assert result == case["new"], case
+
+
+class _NodeMirrors:
+    """One node process that feeds message streams to gameframe.js's StateMirror."""
+
+    SCRIPT = (
+        "import { StateMirror } from %s;\n"
+        "import { createInterface } from 'node:readline';\n"
+        "for await (const line of createInterface({ input: process.stdin })) {\n"
+        "  const mirror = new StateMirror();\n"
+        "  const states = JSON.parse(line).map((m) => (mirror.handle(m), mirror.stale ? 'stale' : structuredClone(mirror.state)));\n"
+        "  process.stdout.write(JSON.stringify(states) + '\\n');\n"
+        "}\n"
+    )
+
+    def __init__(self, tmp: Path) -> None:
+        script = tmp / "mirrors.mjs"
+        script.write_text(self.SCRIPT % json.dumps(CLIENT.as_uri()))
+        self.process = subprocess.Popen(
+            [node(), str(script)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+
+    def states(self, messages: list[Any]) -> list[Any]:
+        """The mirror's state after each message ("stale" when it is)."""
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.write(json.dumps(messages) + "\n")
+        self.process.stdin.flush()
+        result: list[Any] = json.loads(self.process.stdout.readline())
+        return result
+
+    def close(self) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.close()
+        self.process.wait(TIMEOUT)
+
+
+def test_js_mirrors_fed_compact_and_json_patches_equal_the_servers_tree(tmp_path: Path) -> None:
+    """
+    For random state sequences (with compact members joining late and
+    falling behind), gameframe.js's mirror fed the compact stream and the
+    one fed JSON Patches both equal the server's tree after every patch.
+    """
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from gameframe._sync import StateSync
+    from gameframe.jsonpatch import to_tree
+    from gameframe.player import Player
+    from tests.test_compact import RecordingLink, roots
+
+    mirrors = _NodeMirrors(tmp_path)
+    steps = st.one_of(
+        st.tuples(st.just("set"), roots),
+        st.tuples(st.just("bump"), st.sampled_from(["a", "b", "x/y"]), st.integers(0, 3)),
+        st.tuples(st.just("congest"), st.booleans()),
+        st.tuples(st.just("late")),
+    )
+
+    @settings(max_examples=100, deadline=None)
+    @given(roots, st.lists(steps, max_size=25))
+    def check(first: Any, session: list[Any]) -> None:
+        sync = StateSync(lambda key, tree: tree)
+        links = {"json": RecordingLink(), "compact": RecordingLink(), "late": RecordingLink()}
+        links["compact"].encoding = links["late"].encoding = "compact"  # type: ignore[misc]
+        for name, link in links.items():
+            link.player = Player(id=name, link=link)
+        state: Any = first
+        # (index of a message, the tree the mirror must hold after it), per link.
+        expected: dict[str, list[tuple[int, Any]]] = {name: [] for name in links}
+        for name in ("json", "compact"):
+            links[name].send_encoded(sync.subscribe(links[name].player, None, state))
+            expected[name].append((0, to_tree(state)))
+        for step in session:
+            if step[0] == "set":
+                state = step[1]
+            elif step[0] == "bump" and isinstance(state, dict):
+                state[step[1]] = step[2]
+            elif step[0] == "congest":
+                links["compact"].congested = step[1]  # type: ignore[misc]
+            elif step[0] == "late":
+                links["late"].send_encoded(sync.subscribe(links["late"].player, None, state))
+            before = {name: len(link.raw) for name, link in links.items()}
+            sync.patch(state)
+            tree = to_tree(state)
+            for name, link in links.items():
+                if len(link.raw) > before[name]:
+                    expected[name].append((len(link.raw) - 1, tree))
+        for name, link in links.items():
+            got = mirrors.states([json.loads(data) for data in link.raw])
+            assert "stale" not in got
+            for index, tree in expected[name]:
+                assert got[index] == tree
+
+    try:
+        check()
+    finally:
+        mirrors.close()

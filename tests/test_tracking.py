@@ -141,18 +141,20 @@ class TrackedStatePropertyTests(SynchronousTestCase):
         containers, nested replacement, deletion while iterating, one
         object reachable twice, objects moved between containers, plain
         values changed in place, the whole state replaced), every client's
-        mirror equals the state's tree after every patch; a late joiner too.
+        mirror equals the state's tree after every patch, with JSON Patches
+        and with compact patches; a late joiner too.
         """
         kit = Harness({"tracking": Tracking})
-        clients = [kit.connect() for _ in range(2)]
-        for client in clients:
-            client.join_or_create("tracking")
+        clients = [kit.connect() for _ in range(3)]
+        clients[0].join_or_create("tracking")
+        clients[1].join_or_create("tracking")
+        clients[2].request("join_or_create", room="tracking", encoding="compact")
         room = kit.room_of(clients[0])
         assert isinstance(room, Tracking)
         late = kit.connect()
         for index, step in enumerate(steps):
             if index == late_join_at:
-                late.join_or_create("tracking")
+                late.request("join_or_create", room="tracking", encoding="compact")
                 clients.append(late)
             room.state = mutate(room.state, step)
             if step[0] == "patch":

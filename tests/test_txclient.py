@@ -208,6 +208,27 @@ async def test_without_the_mirror_state_and_patches_pass_unapplied(server: Serve
     assert not bare.state.stale
 
 
+@pytest_twisted.ensureDeferred
+async def test_a_compact_client_mirrors_what_a_json_one_does(server: Server) -> None:
+    alice = await server.connect()
+    factory = GameClientFactory(encoding="compact")
+    small = await bounded(connect(_reactor(), server.endpoint, factory))
+    server.clients.append(small)
+    kinds: set[str] = set()
+    small.on_message = lambda message: kinds.update(k for k in ("ops", "patch") if k in message)
+    joined = await bounded(alice.create("arena"))
+    await bounded(small.join(joined["room_id"]))
+    await until(alice, lambda: avatar(alice, small.player_id) != {})
+    x, y = nearby(alice, alice.player_id)
+    alice.send("move", x=x, y=y)
+    for client in (alice, small):
+        await until(client, lambda: at(client, alice.player_id, x, y))
+    await until(alice, lambda: alice.state.seq == small.state.seq)
+    await until(small, lambda: alice.state.seq == small.state.seq)
+    assert alice.state.state == small.state.state
+    assert kinds == {"ops"}
+
+
 @pytest.mark.parametrize("mirror", [True, False])
 def test_a_gap_in_the_patches_asks_for_sync_only_when_mirroring(mirror: bool) -> None:
     client = GameClientProtocol(mirror=mirror)

@@ -140,6 +140,9 @@ class BusLink:
     """
 
     congested = False
+    # Rooms on another node send JSON Patches for now: the join does not
+    # carry the encoding over the bus (clients take both).
+    encoding = "json"
     player: Player
     transport_name = "node"  # the admin API: connected through another node
 

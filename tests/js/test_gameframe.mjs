@@ -9,6 +9,7 @@ import {
   StateMirror,
   applyPatch,
   connect,
+  decodeOps,
   parsePointer,
 } from "../../gameframe/static/gameframe.js";
 
@@ -112,6 +113,36 @@ test("a patch that does not apply makes the mirror stale", () => {
   assert.equal(mirror.stale, true);
 });
 
+test("compact patches: paths numbered in order, reset and state empty the table", () => {
+  const paths = [];
+  assert.deepEqual(decodeOps(["/a", 1, ["/b/0", { c: 2 }, 1], [0], "", 3], paths), [
+    { op: "replace", path: "/a", value: 1 },
+    { op: "add", path: "/b/0", value: { c: 2 } },
+    { op: "remove", path: "/a" },
+    { op: "replace", path: "", value: 3 },
+  ]);
+  assert.deepEqual(paths, ["/a", "/b/0", ""]);
+  assert.deepEqual(decodeOps([["/x", [1]], 0, [2]], []), [
+    { op: "replace", path: "/x", value: [1] },
+    { op: "replace", path: "/x", value: [2] },
+  ], "a replace may come as one array element, and its value may be an array");
+  for (const bad of [[[5, 1]], [["/a", 1, 2]], [[]], ["/a"], [[true, 1]], [[-1]], [[0.5]], [5, 1], [null, 1]]) {
+    assert.throws(() => decodeOps(bad, []), PatchError);
+  }
+  const mirror = new StateMirror();
+  mirror.handle({ action: "state", seq: 0, state: { a: 0, l: [] } });
+  mirror.handle({ action: "patch", seq: 1, ops: ["/a", 1, ["/l/0", "x", 1]] });
+  mirror.handle({ action: "patch", seq: 2, ops: [0, 2, [1]] });
+  assert.deepEqual(mirror.state, { a: 2, l: [] });
+  mirror.handle({ action: "patch", seq: 3, reset: true, ops: [["/l/0", "y", 1], [0, "z", 1]] });
+  assert.deepEqual(mirror.state, { a: 2, l: ["z", "y"] });
+  assert.deepEqual(mirror.paths, ["/l/0"]);
+  mirror.handle({ action: "patch", seq: 4, ops: [1, 0] });
+  assert.equal(mirror.stale, true, "an unknown number is a gap");
+  mirror.handle({ action: "state", seq: 4, state: {} });
+  assert.deepEqual(mirror.paths, []);
+});
+
 // ---------------------------------------------------------------------------
 // Client, against a fake WebSocket
 
@@ -160,6 +191,20 @@ function joinArena(client, socket) {
   socket.deliver({ action: "state", seq: 0, state: { players: { p1: { x: 0, y: 0, connected: true } } } });
   return joining;
 }
+
+test("encoding: compact is asked for by join, create, join_or_create and reconnect", () => {
+  const { client, socket } = fakeClient({ encoding: "compact" });
+  client.join_or_create("arena", { mode: "ffa" });
+  client.create("arena");
+  client.join("R1");
+  client.reconnect("T1");
+  assert.deepEqual(socket.sent.map((m) => [m.action, m.encoding]), [
+    ["join_or_create", "compact"], ["create", "compact"], ["join", "compact"], ["reconnect", "compact"],
+  ]);
+  const plain = fakeClient({ encoding: "json" });
+  plain.client.join("R1");
+  assert.equal("encoding" in plain.socket.last(), false, "json is the default: nothing is added");
+});
 
 test("connect() takes a url and options, or options alone in a page", () => {
   FakeSocket.all = [];
