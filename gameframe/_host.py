@@ -136,7 +136,12 @@ class RoomHost:
         self._watchers: list[Callable[[], None]] = []
         self._metrics = metrics if metrics is not None else Metrics()
         self._actions: dict[str, ActionSpec] = actions_of(room_class)
-        self.sync = StateSync(self._view_of, self._metrics.patch_bytes.observe)
+        # A room that keeps the default view_state shares one tree between its
+        # views (and, with a tracked state, patches from its recorded changes).
+        from gameframe.room import Room as _Room  # room imports this module
+
+        whole = room_class.view_state is _Room.view_state
+        self.sync = StateSync(None if whole else self._view_of, self._metrics.patch_bytes.observe)
         # Keeps the room's saved copy in the room store (None: no store).
         self.saver: RoomSaver | None = None
         self.tick_rate: float | None = room_class.tick_rate

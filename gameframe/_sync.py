@@ -6,8 +6,9 @@ from typing import Any, Callable, Hashable
 
 from gameframe.codec import encode
 from gameframe.compact import MAX_PATHS, encode_ops
-from gameframe.jsonpatch import JSON, diff, to_tree
+from gameframe.jsonpatch import JSON, Operation, diff, to_tree
 from gameframe.player import Player
+from gameframe.tracking import changes, is_tracked
 from gameframe.vocabulary import ENCODING_COMPACT
 
 ViewState = Callable[[Hashable, JSON], JSON]
@@ -47,17 +48,30 @@ class StateSync:
     patch to all the view's members. C{seq} counts the messages of a view's
     stream, so a member sees it grow by exactly one per message.
 
+    Without C{view_state} (every view is the whole state) the views share
+    one tree, and a tracked state (L{gameframe.tracking}) gives the
+    tick's operations from its recorded changes instead of a diff of the
+    whole tree: a tick costs what changed, not what exists.
+
+    @param view_state: each view's part of the state tree (L{None}: all of it).
     @param patch_sizes: called with the size in bytes of each patch encoded
         (once per view per patch tick, whatever the view's members).
     """
 
-    def __init__(self, view_state: ViewState, patch_sizes: PatchSizes = _unmeasured) -> None:
+    def __init__(
+        self, view_state: ViewState | None, patch_sizes: PatchSizes = _unmeasured
+    ) -> None:
         self._view_state = view_state
         self._patch_sizes = patch_sizes
         self._views: dict[Hashable, _View] = {}
         self._keys: dict[str, Hashable] = {}  # player id -> view key
         # A restored room's streams: where each view's seq goes on from.
         self._resume: dict[Hashable, int] = {}
+        # Without view_state: the tree every view's members hold (None while
+        # there is no view), the state it was taken from, whether it tracks.
+        self._shared: JSON = None
+        self._root: Any = None
+        self._tracked = False
 
     def subscribe(
         self, player: Player, key: Hashable, state: Any, request_id: Any = None
@@ -72,7 +86,15 @@ class StateSync:
             self.unsubscribe(player)
         view = self._views.get(key)
         if view is None:
-            view = self._views[key] = _View(self._view_state(key, to_tree(state)))
+            if self._view_state is not None:
+                tree = self._view_state(key, to_tree(state))
+            else:
+                if not self._views:  # the first view: start from the state as it is
+                    self._shared = to_tree(state)
+                    self._root = state
+                    self._tracked = is_tracked(state)
+                tree = self._shared
+            view = self._views[key] = _View(tree)
             view.seq = self._resume.pop(key, 0)
         view.members[player.id] = player
         view.behind.discard(player.id)  # this full state catches it up
@@ -115,6 +137,8 @@ class StateSync:
             view.paths.clear()
         if not view.members:
             del self._views[key]
+            if not self._views:
+                self._shared = self._root = None
 
     def is_subscribed(self, player: Player) -> bool:
         return player.id in self._keys
@@ -132,11 +156,20 @@ class StateSync:
         """
         if not self._views:
             return 0
-        tree = to_tree(state)
+        view_state = self._view_state
+        if view_state is None:
+            shared = self._changes(state)
+        else:
+            tree = to_tree(state)
         sent = 0
         for key, view in self._views.items():
-            new = self._view_state(key, tree)
-            ops = diff(view.tree, new)
+            if view_state is None:
+                # The one tree, patched in place or replaced: every view holds it.
+                view.tree = new = self._shared
+                ops = shared
+            else:
+                new = view_state(key, tree)
+                ops = diff(view.tree, new)
             if ops:
                 view.tree = new
                 view.seq += 1
@@ -154,6 +187,21 @@ class StateSync:
                 data = compact = b""
             self._deliver(view, data, compact)
         return sent
+
+    def _changes(self, state: Any) -> list[Operation]:
+        """The operations bringing the shared tree level with C{state}; applies them to it."""
+        if state is self._root and self._tracked:
+            ops, self._shared = changes(state, self._shared)
+            return ops
+        new = to_tree(state)
+        ops = diff(self._shared, new)
+        self._shared = new
+        if state is not self._root:
+            # A new state: tracked from here on if it can be (its marks so far
+            # are stale hints; the tree just taken is what the walk compares to).
+            self._root = state
+            self._tracked = is_tracked(state)
+        return ops
 
     @staticmethod
     def _compact(view: _View, ops: list[Any]) -> bytes:

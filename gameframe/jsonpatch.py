@@ -31,6 +31,10 @@ class PatchError(ValueError):
 # to_tree
 
 _SCALARS = frozenset({str, int, float, bool, type(None)})
+# The mapping and sequence types converted on the fast path; gameframe.tracking
+# adds its tracked containers (dict and list subclasses) here.
+_DICTS: set[type] = {dict}
+_LISTS: set[type] = {list, tuple}
 _FIELDS: dict[type, tuple[str, ...]] = {}  # attrs class -> public field names
 
 
@@ -66,7 +70,7 @@ def _tree(obj: Any) -> Any:
     t = type(obj)
     if t in _SCALARS:
         return obj
-    if t is dict:
+    if t in _DICTS:
         out = {}
         k: Any = None
         try:
@@ -81,7 +85,7 @@ def _tree(obj: Any) -> Any:
                 e.path.append(k)
             raise
         return out
-    if t is list or t is tuple:
+    if t in _LISTS:
         lst = []
         i = 0
         try:
