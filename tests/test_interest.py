@@ -23,6 +23,21 @@ def brute_near(positions: dict[int, tuple[float, float]], x: float, y: float, r:
     return {e for e, (ex, ey) in positions.items() if (ex - x) ** 2 + (ey - y) ** 2 <= r * r}
 
 
+def run(
+    operations: list[tuple[str, int, float, float]],
+    grid: InterestGrid,
+    positions: dict[int, tuple[float, float]],
+) -> None:
+    """Place and remove on the grid, and keep the same positions beside it for a brute force."""
+    for kind, entity, ex, ey in operations:
+        if kind == "place":
+            grid.place(entity, ex, ey)
+            positions[entity] = (ex, ey)
+        else:
+            grid.remove(entity)
+            positions.pop(entity, None)
+
+
 @settings(max_examples=200, deadline=None)
 @given(
     st.lists(operation, max_size=60),
@@ -40,13 +55,7 @@ def test_the_grid_finds_what_a_brute_force_finds(
 ) -> None:
     grid = InterestGrid(cell_size)
     positions: dict[int, tuple[float, float]] = {}
-    for kind, entity, ex, ey in operations:
-        if kind == "place":
-            grid.place(entity, ex, ey)
-            positions[entity] = (ex, ey)
-        else:
-            grid.remove(entity)
-            positions.pop(entity, None)
+    run(operations, grid, positions)
     assert len(grid) == len(positions)
     assert grid.near(x, y, radius) == brute_near(positions, x, y, radius)
 
@@ -62,13 +71,7 @@ def test_entering_and_leaving_add_up_to_what_is_visible(
     positions: dict[int, tuple[float, float]] = {}
     mirror: set[Hashable] = set()
     for operations in rounds:
-        for kind, entity, ex, ey in operations:
-            if kind == "place":
-                grid.place(entity, ex, ey)
-                positions[entity] = (ex, ey)
-            else:
-                grid.remove(entity)
-                positions.pop(entity, None)
+        run(operations, grid, positions)
         entered, left = areas.update().get("p", (set(), set()))
         assert not entered & left
         mirror = (mirror - left) | entered

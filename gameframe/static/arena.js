@@ -5,15 +5,11 @@
  * ringed; players whose connection dropped (seat held) are grey.
  */
 
+import { colour, line } from "./canvas.js";
+
 const RADIUS = 14;
 const SMOOTHING = 15; // per second: how fast drawn avatars catch up with the state
 
-/** A stable colour per player id (an FNV-1a hash picks the hue). */
-function colour(id) {
-  let hash = 0x811c9dc5;
-  for (const char of id) hash = Math.imul(hash ^ char.charCodeAt(0), 0x01000193);
-  return `hsl(${(hash >>> 0) % 360} 70% 55%)`;
-}
 
 /**
  * @param {HTMLElement} root where to draw
@@ -78,8 +74,8 @@ export function mount(root, client) {
     context.fillRect(0, 0, canvas.width, canvas.height);
     context.strokeStyle = "#1d2631";
     context.lineWidth = 1;
-    for (let x = 50; x < canvas.width; x += 50) line(x, 0, x, canvas.height);
-    for (let y = 50; y < canvas.height; y += 50) line(0, y, canvas.width, y);
+    for (let x = 50; x < canvas.width; x += 50) line(context, x, 0, x, canvas.height);
+    for (let y = 50; y < canvas.height; y += 50) line(context, 0, y, canvas.width, y);
 
     const all = players();
     for (const id of shown.keys()) if (!(id in all)) shown.delete(id);
@@ -102,12 +98,6 @@ export function mount(root, client) {
     frame = requestAnimationFrame(draw);
   }
 
-  function line(x1, y1, x2, y2) {
-    context.beginPath();
-    context.moveTo(x1, y1);
-    context.lineTo(x2, y2);
-    context.stroke();
-  }
 
   function avatar(id, p, at) {
     const self = id === client.playerId;

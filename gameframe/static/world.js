@@ -6,13 +6,10 @@
  * coordinates).
  */
 
+import { colour, line } from "./canvas.js";
+
 const SMOOTHING = 10; // per second: how fast drawn entities catch up with the state
 
-function colour(id) {
-  let hash = 0x811c9dc5;
-  for (const char of id) hash = Math.imul(hash ^ char.charCodeAt(0), 0x01000193);
-  return `hsl(${(hash >>> 0) % 360} 70% 55%)`;
-}
 
 /**
  * @param {HTMLElement} root where to draw
@@ -84,8 +81,8 @@ export function mount(root, client) {
       const top = camera.y - canvas.height / 2;
       context.strokeStyle = "#1d2631";
       context.lineWidth = 1;
-      for (let x = Math.ceil(left / 100) * 100; x < left + canvas.width; x += 100) line(x - left, 0, x - left, canvas.height);
-      for (let y = Math.ceil(top / 100) * 100; y < top + canvas.height; y += 100) line(0, y - top, canvas.width, y - top);
+      for (let x = Math.ceil(left / 100) * 100; x < left + canvas.width; x += 100) line(context, x - left, 0, x - left, canvas.height);
+      for (let y = Math.ceil(top / 100) * 100; y < top + canvas.height; y += 100) line(context, 0, y - top, canvas.width, y - top);
       for (const id of shown.keys()) if (!(id in all)) shown.delete(id);
       for (const [id, e] of Object.entries(all)) {
         const at = shown.get(id) ?? { x: e.x, y: e.y };
@@ -98,12 +95,6 @@ export function mount(root, client) {
     frame = requestAnimationFrame(draw);
   }
 
-  function line(x1, y1, x2, y2) {
-    context.beginPath();
-    context.moveTo(x1, y1);
-    context.lineTo(x2, y2);
-    context.stroke();
-  }
 
   function dot(id, e, x, y) {
     const self = client.state && id === client.state.you;
