@@ -64,9 +64,10 @@ ABORT_PER_TURN = 2
 class LinkFactory:
     """
     What every connection of one listening endpoint shares: the rooms, the
-    limits, the connection gate, one flush per reactor turn (or every
-    C{flush_interval} seconds: fewer sends, more latency) and one sweep
-    over its connections for timeouts.
+    limits, the connection gate, the flushes (at the end of the reactor
+    turn while idle, batched within a few milliseconds when busy: see
+    L{FlushScheduler}; or every C{flush_interval} seconds, 0 for every turn)
+    and one sweep over its connections for timeouts.
 
     @param gate: counts connections against C{limits.max_connections} and
         C{limits.max_per_address}; share one between a server's endpoints
@@ -85,7 +86,7 @@ class LinkFactory:
         clock: IReactorTime,
         max_frame: int = DEFAULT_MAX_FRAME,
         max_pending: int = DEFAULT_MAX_PENDING,
-        flush_interval: float = 0.0,
+        flush_interval: float | None = None,
         limits: Limits = Limits(),
         gate: ConnectionGate | None = None,
         max_pending_messages: int = DEFAULT_MAX_PENDING_MESSAGES,

@@ -19,25 +19,53 @@ from zope.interface import implementer
 DEFAULT_MAX_PENDING_MESSAGES = 10000
 
 
+# Adaptive flushing (no interval given): how long a busy server may hold a
+# player's messages to send more of them at once, in seconds.
+FLUSH_BUDGET = 0.004
+# The share of the time between two flushes spent sending that makes the
+# server busy (from then on flushes are FLUSH_BUDGET apart), and the share
+# under which it is idle again (flushes at the end of every turn).
+BUSY_SHARE = 0.25
+IDLE_SHARE = 0.05
+
+
 class FlushScheduler:
     """
-    Flushes every buffer that got data: on the next reactor turn, or, with
-    an C{interval}, once per interval (fewer, larger sends for more latency).
+    Flushes every buffer that got data, so that all the messages one
+    connection gets meanwhile leave in one write: a broadcast to fifty
+    players, a reply and a patch.
 
-    Either way all the messages one connection gets in that time leave in
-    one write: a broadcast to fifty players, a reply and a patch.
+    With an C{interval} (C{--flush-interval}), once per interval (0: at the
+    end of every reactor turn). Without one it adapts to the load: while
+    the server is idle, at the end of the reactor turn (no added latency);
+    once sending takes more than L{BUSY_SHARE} of the time between flushes,
+    at most once per C{budget} seconds (fewer, larger sends, at most
+    C{budget} more latency), until sending takes under L{IDLE_SHARE} of it.
+    The time a flush takes is read on the clock, so on a C{task.Clock}
+    (where nothing takes time) the scheduler stays idle.
     """
 
-    def __init__(self, clock: IReactorTime, interval: float = 0.0) -> None:
+    def __init__(
+        self,
+        clock: IReactorTime,
+        interval: float | None = None,
+        budget: float = FLUSH_BUDGET,
+    ) -> None:
         self.clock = clock
         self._interval = interval
+        self._budget = budget
         self._dirty: list[SendBuffer] = []
         self._call: IDelayedCall | None = None
+        self._last = -budget  # when the last flush ended
+        self.busy = False
 
     def schedule(self, buffer: SendBuffer) -> None:
         self._dirty.append(buffer)
         if self._call is None:
-            self._call = self.clock.callLater(self._interval, self.flush)
+            delay = self._interval
+            if delay is None:
+                delay = max(0.0, self._last + self._budget - self.clock.seconds()) if self.busy else 0.0
+            self._call = self.clock.callLater(delay, self.flush)
 
     def flush(self) -> None:
         """Flush every pending buffer now."""
@@ -45,8 +73,19 @@ class FlushScheduler:
             self._call.cancel()
         self._call = None
         dirty, self._dirty = self._dirty, []
+        if self._interval is not None:
+            for buffer in dirty:
+                buffer.flush()
+            return
+        started = self.clock.seconds()
         for buffer in dirty:
             buffer.flush()
+        self._last, since = self.clock.seconds(), self._last
+        took = self._last - started
+        if self.busy:
+            self.busy = took > IDLE_SHARE * (self._last - since)
+        else:
+            self.busy = took > BUSY_SHARE * (self._last - since)
 
 
 class SendBuffer:

@@ -341,10 +341,11 @@ class Options(usage.Options):
         [
             "flush-interval",
             None,
-            0.0,
+            None,
             "Milliseconds between sends to each player, and in a cluster between "
             "batches to each other node (0: at the end of every reactor turn). More "
-            "batches more messages per send, for more latency.",
+            "batches more messages per send, for more latency. Not given: at the end "
+            "of every turn while the server is idle, at most every 4 ms when busy.",
             float,
         ],
         [
@@ -550,7 +551,7 @@ class Options(usage.Options):
                 if self["workers"] > 1:
                     check_shareable(name, self[name])
                 check_endpoint(name, self[name])
-        if self["flush-interval"] < 0:
+        if self["flush-interval"] is not None and self["flush-interval"] < 0:
             raise usage.UsageError("--flush-interval must be 0 or more milliseconds")
         if self["ws-ping"] < 0:
             raise usage.UsageError("--ws-ping must be 0 or more seconds")
@@ -887,7 +888,7 @@ def _make_server(options: Any) -> IService:
             store,
             node,
             placement=options["placement-policy"],
-            flush_interval=options["flush-interval"] / 1000.0,
+            flush_interval=(options["flush-interval"] or 0.0) / 1000.0,
         )
         # First: the children stop in reverse order, so the node leaves
         # the cluster after its rooms have shut down.
@@ -926,7 +927,9 @@ def _make_server(options: Any) -> IService:
 
         return Adopter(reactor, inherited[option])
 
-    flush_interval = options["flush-interval"] / 1000.0
+    flush_interval = (
+        None if options["flush-interval"] is None else options["flush-interval"] / 1000.0
+    )
     shared: dict[str, Any] = {
         "limits": limits,
         "gate": gate,

@@ -236,7 +236,7 @@ class WebSocketGameFactory(LinkFactory):
         max_pending: int = DEFAULT_MAX_PENDING,
         allowed_origins: Iterable[str] = (),
         ping_interval: float = DEFAULT_PING_INTERVAL,
-        flush_interval: float = 0.0,
+        flush_interval: float | None = None,
         limits: Limits = Limits(),
         gate: ConnectionGate | None = None,
         max_pending_messages: int = DEFAULT_MAX_PENDING_MESSAGES,

@@ -208,6 +208,72 @@ class FlushSchedulerTests(SynchronousTestCase):
         clock.advance(0)
         self.assertEqual(writes, [[b"0", b"1", b"2"]])
 
+    def test_idle_every_turn_flushes_at_its_end(self) -> None:
+        """Sends that take no time (an idle server): no added latency, turn after turn."""
+        clock = Clock()
+        scheduler = FlushScheduler(clock)
+        writes: list[list[bytes]] = []
+        buffer = SendBuffer(scheduler, writes.append)
+        for n in range(5):
+            buffer.append(b"%d" % n)
+            clock.advance(0)
+            self.assertEqual(writes[-1], [b"%d" % n])
+        self.assertFalse(scheduler.busy)
+
+    def test_busy_flushes_are_batched_within_the_budget(self) -> None:
+        """
+        When sending takes over a quarter of the time between flushes, the
+        next flushes wait for the budget since the last one; once sending
+        takes little of it, flushes go back to the end of every turn.
+        """
+        clock = Clock()
+        scheduler = FlushScheduler(clock, budget=0.004)
+        writes: list[list[bytes]] = []
+
+        def slow_send(messages: list[bytes]) -> None:
+            writes.append(messages)
+            clock.advance(0.001)  # the send itself takes 1 ms
+
+        buffer = SendBuffer(scheduler, slow_send)
+        buffer.append(b"a")
+        clock.advance(0)  # 1 ms of sending after a long idle time: still idle
+        self.assertFalse(scheduler.busy)
+        buffer.append(b"b")
+        clock.advance(0)  # 1 ms of sending right after the last flush: busy
+        self.assertEqual(writes, [[b"a"], [b"b"]])
+        self.assertTrue(scheduler.busy)
+        buffer.append(b"c")
+        clock.advance(0.002)
+        buffer.append(b"d")
+        self.assertEqual(len(writes), 2)  # held: the budget is not over
+        clock.advance(0.002)  # 4 ms after the last flush ended
+        self.assertEqual(writes[2], [b"c", b"d"])
+        self.assertTrue(scheduler.busy)  # 1 ms of sending in 5 ms: still busy
+        clock.advance(1.0)
+        buffer.append(b"e")
+        clock.advance(0)  # the budget is long over: at once
+        self.assertEqual(writes[3], [b"e"])
+        self.assertFalse(scheduler.busy)  # 1 ms of sending in a second: idle
+        buffer.append(b"f")
+        clock.advance(0)
+        self.assertEqual(writes[4], [b"f"])
+
+    def test_an_explicit_interval_of_zero_is_every_turn_whatever_the_load(self) -> None:
+        clock = Clock()
+        scheduler = FlushScheduler(clock, interval=0.0)
+        writes: list[list[bytes]] = []
+
+        def slow_send(messages: list[bytes]) -> None:
+            writes.append(messages)
+            clock.advance(0.001)
+
+        buffer = SendBuffer(scheduler, slow_send)
+        for n in range(3):
+            buffer.append(b"%d" % n)
+            clock.advance(0)
+        self.assertEqual(len(writes), 3)
+        self.assertFalse(scheduler.busy)
+
     def test_with_an_interval_one_write_per_interval(self) -> None:
         clock = Clock()
         scheduler = FlushScheduler(clock, interval=0.01)
