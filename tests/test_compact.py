@@ -15,8 +15,8 @@ from gameframe.codec import encode
 from gameframe.compact import decode_ops, encode_ops
 from gameframe.jsonpatch import PatchError, apply, diff, to_tree
 from gameframe.mirror import StateMirror
-from gameframe.testing import FakeClient, FakeLink, Harness
-
+from gameframe.testing import FakeClient, Harness
+from tests.test_sync import RecordingLink
 
 class Board(Room):
     """A room whose state the test sets; patches go out when the test says."""
@@ -26,17 +26,6 @@ class Board(Room):
     def on_create(self, options: dict[str, Any]) -> None:
         self.state: Any = {"n": 0}
 
-
-class RecordingLink(FakeLink):
-    """A FakeLink that also keeps the exact bytes it was handed."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.raw: list[bytes] = []
-
-    def send_encoded(self, data: bytes) -> None:
-        self.raw.append(data)
-        super().send_encoded(data)
 
 
 class RecordingClient(FakeClient):

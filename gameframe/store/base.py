@@ -198,3 +198,17 @@ def writes_of(writes: Iterable[tuple[Any, ...]]) -> list[Write]:
             raise TypeError(f"a version is a string or None, not {version!r}")
         checked.append(Write(owner, collection, key, write[3], version))
     return checked
+
+
+class WritesOne:
+    """C{write} as a C{write_many} of one write: how every backend writes one object."""
+
+    def write_many(self, writes: Iterable[tuple[Any, ...]]) -> Any:
+        raise NotImplementedError
+
+    def write(
+        self, owner: str, collection: str, key: str, value: Any, version: Version = None
+    ) -> Any:
+        return self.write_many([(owner, collection, key, value, version)]).addCallback(
+            lambda versions: versions[0]
+        )

@@ -35,6 +35,7 @@ from gameframe.store.base import (
     SavedRoom,
     Version,
     VersionConflict,
+    WritesOne,
     decode_value,
     encode_value,
     writes_of,
@@ -299,7 +300,7 @@ class RedisRoomStore:
 
 
 @implementer(IPlayerStorage)
-class RedisPlayerStorage:
+class RedisPlayerStorage(WritesOne):
     """The player storage of a L{RedisStore}."""
 
     def __init__(self, store: RedisStore) -> None:
@@ -311,13 +312,6 @@ class RedisPlayerStorage:
 
         read = self._store.execute(self, "HGET", self._store.storage_key(owner, collection), key)
         return read.addCallback(done)
-
-    def write(
-        self, owner: str, collection: str, key: str, value: Any, version: Version = None
-    ) -> Deferred[str]:
-        return self.write_many([(owner, collection, key, value, version)]).addCallback(
-            lambda versions: versions[0]
-        )
 
     def write_many(self, writes: Iterable[tuple[Any, ...]]) -> Deferred[list[str]]:
         try:

@@ -22,6 +22,7 @@ from gameframe.store.base import (
     SavedRoom,
     Version,
     VersionConflict,
+    WritesOne,
     decode_value,
     encode_value,
     version_matches,
@@ -228,7 +229,7 @@ def _stored_version(
 
 
 @implementer(IPlayerStorage)
-class SqlitePlayerStorage:
+class SqlitePlayerStorage(WritesOne):
     """The player storage of a L{SqliteStore}."""
 
     def __init__(self, store: SqliteStore) -> None:
@@ -244,13 +245,6 @@ class SqlitePlayerStorage:
             return None if row is None else (decode_value(row[0]), str(row[1]))
 
         return self._store.run(self, work)
-
-    def write(
-        self, owner: str, collection: str, key: str, value: Any, version: Version = None
-    ) -> Deferred[str]:
-        return self.write_many([(owner, collection, key, value, version)]).addCallback(
-            lambda versions: versions[0]
-        )
 
     def write_many(self, writes: Iterable[tuple[Any, ...]]) -> Deferred[list[str]]:
         try:
