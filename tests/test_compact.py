@@ -18,6 +18,7 @@ from gameframe.mirror import StateMirror
 from gameframe.testing import FakeClient, Harness
 from tests.test_sync import RecordingLink
 
+
 class Board(Room):
     """A room whose state the test sets; patches go out when the test says."""
 
@@ -25,7 +26,6 @@ class Board(Room):
 
     def on_create(self, options: dict[str, Any]) -> None:
         self.state: Any = {"n": 0}
-
 
 
 class RecordingClient(FakeClient):
