@@ -5,7 +5,40 @@ from __future__ import annotations
 import math
 from typing import Hashable, Iterator
 
+import attrs
+
 Cell = tuple[int, int]
+
+
+@attrs.frozen
+class Interest:
+    """
+    A room's area of interest (L{gameframe.Room.interest}): each player's
+    view of the state holds, of the dict at C{state[collection]} (entities
+    by id, each with numeric C{x} and C{y}), only the entities within
+    C{radius} of the entity it follows (by default the one whose key is its
+    player id; see L{gameframe.Room.follow}). Everything else in the state
+    is the same for every player. With C{followed_field}, each view also
+    holds that field: the id of the entity the player follows (so a client
+    knows which entity is its own, or whom it is watching).
+
+    The engine keeps the entities in an L{InterestGrid} of C{cell_size}
+    (default: the radius) from the state's own changes: a patch tick costs
+    what moved and who is near it, not players times entities.
+    """
+
+    collection: str
+    radius: float
+    cell_size: float | None = None
+    #: The name of a field each player's view gets (not one of the state's
+    #: own), holding the id of the entity it follows (None: no such field).
+    followed_field: str | None = None
+
+    def __attrs_post_init__(self) -> None:
+        if not self.radius > 0:
+            raise ValueError(f"radius must be more than 0, not {self.radius!r}")
+        if self.cell_size is not None and not self.cell_size > 0:
+            raise ValueError(f"cell_size must be more than 0, not {self.cell_size!r}")
 
 
 class InterestGrid:
@@ -50,6 +83,10 @@ class InterestGrid:
         if not members:
             del self._cells[cell]
 
+    def cell_of(self, entity: Hashable) -> Cell | None:
+        """The cell C{entity} is in (None: not in the grid)."""
+        return self._where.get(entity)
+
     def position(self, entity: Hashable) -> tuple[float, float] | None:
         cell = self._where.get(entity)
         return None if cell is None else self._cells[cell][entity]
@@ -58,7 +95,7 @@ class InterestGrid:
         """The entities at most C{radius} from C{(x, y)}."""
         found: set[Hashable] = set()
         limit = radius * radius
-        for cell in self._cells_within(x, y, radius):
+        for cell in self.cells_within(x, y, radius):
             members = self._cells.get(cell)
             if not members:
                 continue
@@ -68,7 +105,8 @@ class InterestGrid:
                     found.add(entity)
         return found
 
-    def _cells_within(self, x: float, y: float, radius: float) -> Iterator[Cell]:
+    def cells_within(self, x: float, y: float, radius: float) -> Iterator[Cell]:
+        """Every cell a circle of C{radius} around C{(x, y)} may touch."""
         # A hair wider than the circle's box: rounding (of x - radius, or of a
         # squared distance that underflows to 0) must not leave out a cell
         # holding an entity the distance test counts in.
