@@ -15,6 +15,7 @@ from gameframe.vocabulary import ENCODING_COMPACT
 PatchSizes = Callable[[int], None]
 
 _EMPTY: frozenset[str] = frozenset()
+_NUMBERS = (int, float)  # what a position's x and y may be (not bool)
 
 
 def _unescape(token: str) -> str:
@@ -35,7 +36,7 @@ class _Watcher:
 
     __slots__ = (
         "player", "follows", "center", "cells", "visible", "seq", "behind",
-        "compact", "paths", "reset", "parts",
+        "compact", "paths", "reset", "changed", "entered", "left", "refocused",
     )
 
     def __init__(self, player: Player, follows: str) -> None:
@@ -49,9 +50,20 @@ class _Watcher:
         self.compact = False
         self.paths: dict[str, int] = {}  # the compact path table
         self.reset = False
-        # This tick's operations for it, as (kind, entity) with kind one of
-        # "ops", "add", "remove" (the global operations go first, to all).
-        self.parts: list[tuple[str, str]] = []
+        # This tick's operations for it (after the ones outside the
+        # collection, which all get): the changes of the entities it kept
+        # seeing, the entities that came into sight (added whole) and went
+        # out of it (removed), and whether what it follows changed.
+        self.changed: list[str] = []
+        self.entered: list[str] = []
+        self.left: list[str] = []
+        self.refocused = False
+
+    def clear(self) -> None:
+        self.changed = []
+        self.entered = []
+        self.left = []
+        self.refocused = False
 
 
 class InterestSync:
@@ -103,8 +115,7 @@ class InterestSync:
             watcher.follows = key
             self._followers_of(key).append(watcher)
             self._refollow.add(player.id)
-            if self.interest.followed_field is not None:
-                watcher.parts.append(("follows", key))
+            watcher.refocused = self.interest.followed_field is not None
 
     def _followers_of(self, entity: str) -> list[_Watcher]:
         followers = self._followers.get(entity)
@@ -211,14 +222,17 @@ class InterestSync:
         collection = self._entities()
         moved: list[tuple[str, Cell | None, Cell | None]] = []
         for entity in by_entity:
-            before = grid.cell_of(entity)
-            where = _position(collection.get(entity))
-            if where is None:
+            value = collection.get(entity)
+            x = y = None
+            if type(value) is dict:
+                x = value.get("x")
+                y = value.get("y")
+            if type(x) in _NUMBERS and type(y) in _NUMBERS:
+                moved.append((entity, *grid.move(entity, x, y)))  # type: ignore[arg-type]
+            else:
+                before = grid.cell_of(entity)
                 grid.remove(entity)
                 moved.append((entity, before, None))
-            else:
-                grid.place(entity, where[0], where[1])
-                moved.append((entity, before, grid.cell_of(entity)))
         return moved
 
     def _move_watchers(self, by_entity: dict[str, list[Operation]]) -> set[_Watcher]:
@@ -229,6 +243,9 @@ class InterestSync:
         for entity in by_entity:
             for follower in self._followers.get(entity, ()):
                 again.add(follower.player.id)
+        if not again:
+            return looked
+        changed = by_entity.keys()
         for player_id in again:
             watcher = self._watchers.get(player_id)
             if watcher is None:
@@ -237,17 +254,14 @@ class InterestSync:
             self._look(watcher)
             now = watcher.visible
             looked.add(watcher)
-            parts = watcher.parts
-            for entity in before - now if before else ():
-                parts.append(("remove", entity))
-            for entity in now - before if now else ():
-                parts.append(("add", entity))
-            stayed = now & before if now and before else ()
-            if stayed:
-                if len(by_entity) < len(stayed):
-                    parts.extend(("ops", e) for e in by_entity if e in stayed)
-                else:
-                    parts.extend(("ops", e) for e in stayed if e in by_entity)
+            if before:
+                watcher.left.extend(before - now)
+                stayed = before & now
+                if stayed:
+                    watcher.changed.extend(stayed & changed if len(stayed) < len(changed) else changed & stayed)
+                watcher.entered.extend(now - before)
+            else:
+                watcher.entered.extend(now)
         return looked
 
     def _tell_near(
@@ -275,50 +289,46 @@ class InterestSync:
                 center = watcher.center
                 inside = False
                 if where is not None and center is not None:
-                    dx, dy = where[0] - center[0], where[1] - center[1]
+                    dx = where[0] - center[0]
+                    dy = where[1] - center[1]
                     inside = dx * dx + dy * dy <= limit
                 visible = watcher.visible
                 if entity in visible:
                     if inside:
-                        watcher.parts.append(("ops", entity))
+                        watcher.changed.append(entity)
                     else:
                         visible.discard(entity)  # type: ignore[union-attr]
-                        watcher.parts.append(("remove", entity))
+                        watcher.left.append(entity)
                 elif inside:
                     if visible:
                         visible.add(entity)  # type: ignore[union-attr]
                     else:
                         watcher.visible = {entity}
-                    watcher.parts.append(("add", entity))
+                    watcher.entered.append(entity)
 
     def _send(self, shared: list[Operation], by_entity: dict[str, list[Operation]]) -> int:
-        collection = self._entities()
-        encoded: dict[tuple[str, str], bytes] = {}
-        shared_bytes = encode_value(shared)[1:-1] if shared else b""
+        encoder = _Pieces(self, shared, by_entity)
         sent = 0
         for watcher in self._watchers.values():
-            parts = watcher.parts
-            if parts or shared:
-                watcher.parts = []
+            if shared or watcher.changed or watcher.entered or watcher.left or watcher.refocused:
                 watcher.seq += 1
                 sent += 1
                 link = watcher.player.link
-                if link is None or link.congested:
-                    watcher.behind = watcher.behind or link is not None
-                    continue
-                if watcher.behind:
-                    self._catch_up(watcher)
+                if link is None or link.congested or watcher.behind:
+                    watcher.clear()
+                    if link is not None:
+                        if link.congested:
+                            watcher.behind = True
+                        else:
+                            self._catch_up(watcher)
                     continue
                 if watcher.compact:
-                    data = self._compact(watcher, shared, parts, by_entity, collection)
+                    data = self._compact(watcher, encoder.ops(watcher))
                 else:
-                    pieces = [shared_bytes] if shared else []
-                    for part in parts:
-                        piece = encoded.get(part)
-                        if piece is None:
-                            piece = encoded[part] = self._encode_part(part, by_entity, collection)
-                        pieces.append(piece)
-                    data = b'{"action":"patch","seq":%d,"patch":[%s]}' % (watcher.seq, b",".join(pieces))
+                    data = b'{"action":"patch","seq":%d,"patch":[%s]}' % (
+                        watcher.seq, encoder.json(watcher)
+                    )
+                watcher.clear()
                 self._patch_sizes(len(data))
                 link.send_encoded(data)
             elif watcher.behind:
@@ -335,37 +345,7 @@ class InterestSync:
         assert link is not None
         link.send_encoded(encode({"action": "state", "seq": watcher.seq, "state": self._view(watcher)}))
 
-    def _ops_of(
-        self, part: tuple[str, str], by_entity: dict[str, list[Operation]], collection: dict[str, Any]
-    ) -> list[Operation]:
-        kind, entity = part
-        if kind == "ops":
-            return by_entity[entity]
-        if kind == "follows":
-            field = self.interest.followed_field
-            assert field is not None
-            return [{"op": "replace", "path": "/" + _escape(field), "value": entity}]
-        path = self._prefix + _escape(entity)
-        if kind == "add":
-            return [{"op": "add", "path": path, "value": collection[entity]}]
-        return [{"op": "remove", "path": path}]
-
-    def _encode_part(
-        self, part: tuple[str, str], by_entity: dict[str, list[Operation]], collection: dict[str, Any]
-    ) -> bytes:
-        return encode_value(self._ops_of(part, by_entity, collection))[1:-1]
-
-    def _compact(
-        self,
-        watcher: _Watcher,
-        shared: list[Operation],
-        parts: list[tuple[str, str]],
-        by_entity: dict[str, list[Operation]],
-        collection: dict[str, Any],
-    ) -> bytes:
-        ops = list(shared)
-        for part in parts:
-            ops.extend(self._ops_of(part, by_entity, collection))
+    def _compact(self, watcher: _Watcher, ops: list[Operation]) -> bytes:
         message: dict[str, Any] = {"action": "patch", "seq": watcher.seq}
         if watcher.reset or len(watcher.paths) >= MAX_PATHS:
             watcher.paths.clear()
@@ -380,7 +360,7 @@ class InterestSync:
         self._place_all()
         self._refollow.clear()
         for watcher in self._watchers.values():
-            watcher.parts = []
+            watcher.clear()
             watcher.seq += 1
             self._look(watcher)
             link = watcher.player.link
@@ -455,12 +435,74 @@ class InterestSync:
         return view
 
 
+class _Pieces:
+    """A tick's operations, each entity's encoded once for every player who gets them."""
+
+    def __init__(self, sync: InterestSync, shared: list[Operation], by_entity: dict[str, list[Operation]]) -> None:
+        self._prefix = sync._prefix
+        self._field = sync.interest.followed_field
+        self._collection = sync._entities()
+        self._shared = shared
+        self._by_entity = by_entity
+        self._shared_bytes = encode_value(shared)[1:-1] if shared else b""
+        self._changes: dict[str, bytes] = {}
+        self._adds: dict[str, bytes] = {}
+        self._removes: dict[str, bytes] = {}
+
+    def _add(self, entity: str) -> Operation:
+        return {"op": "add", "path": self._prefix + _escape(entity), "value": self._collection[entity]}
+
+    def _remove(self, entity: str) -> Operation:
+        return {"op": "remove", "path": self._prefix + _escape(entity)}
+
+    def _refocus(self, watcher: _Watcher) -> Operation:
+        assert self._field is not None
+        return {"op": "replace", "path": "/" + _escape(self._field), "value": watcher.follows}
+
+    def ops(self, watcher: _Watcher) -> list[Operation]:
+        """C{watcher}'s operations of this tick."""
+        ops = list(self._shared)
+        by_entity = self._by_entity
+        for entity in watcher.changed:
+            ops.extend(by_entity[entity])
+        ops.extend(self._remove(entity) for entity in watcher.left)
+        ops.extend(self._add(entity) for entity in watcher.entered)
+        if watcher.refocused:
+            ops.append(self._refocus(watcher))
+        return ops
+
+    def json(self, watcher: _Watcher) -> bytes:
+        """C{watcher}'s operations of this tick, encoded (a JSON array's inside)."""
+        pieces = [self._shared_bytes] if self._shared else []
+        if watcher.changed:
+            changes = self._changes
+            by_entity = self._by_entity
+            for entity in watcher.changed:
+                piece = changes.get(entity)
+                if piece is None:
+                    piece = changes[entity] = encode_value(by_entity[entity])[1:-1]
+                pieces.append(piece)
+        for entity in watcher.left:
+            piece = self._removes.get(entity)
+            if piece is None:
+                piece = self._removes[entity] = encode_value(self._remove(entity))
+            pieces.append(piece)
+        for entity in watcher.entered:
+            piece = self._adds.get(entity)
+            if piece is None:
+                piece = self._adds[entity] = encode_value(self._add(entity))
+            pieces.append(piece)
+        if watcher.refocused:
+            pieces.append(encode_value(self._refocus(watcher)))
+        return b",".join(pieces)
+
+
 def _position(value: Any) -> tuple[float, float] | None:
     """An entity's C{(x, y)} from its tree (None: it has no numeric position)."""
     if type(value) is not dict:
         return None
     x: Any = value.get("x")
     y: Any = value.get("y")
-    if type(x) not in (int, float) or type(y) not in (int, float):
+    if type(x) not in _NUMBERS or type(y) not in _NUMBERS:
         return None
-    return (float(x), float(y))
+    return (x, y)

@@ -94,25 +94,50 @@ class InterestGrid:
     def near(self, x: float, y: float, radius: float) -> set[Hashable]:
         """The entities at most C{radius} from C{(x, y)}."""
         found: set[Hashable] = set()
+        add = found.add
         limit = radius * radius
-        for cell in self.cells_within(x, y, radius):
-            members = self._cells.get(cell)
-            if not members:
-                continue
-            for entity, (ex, ey) in members.items():
-                dx, dy = ex - x, ey - y
-                if dx * dx + dy * dy <= limit:
-                    found.add(entity)
+        cells = self._cells
+        x0, y0, x1, y1 = self._box(x, y, radius)
+        for cx in range(x0, x1 + 1):
+            for cy in range(y0, y1 + 1):
+                members = cells.get((cx, cy))
+                if members:
+                    for entity, (ex, ey) in members.items():
+                        dx = ex - x
+                        dy = ey - y
+                        if dx * dx + dy * dy <= limit:
+                            add(entity)
         return found
 
-    def cells_within(self, x: float, y: float, radius: float) -> Iterator[Cell]:
-        """Every cell a circle of C{radius} around C{(x, y)} may touch."""
+    def move(self, entity: Hashable, x: float, y: float) -> tuple[Cell | None, Cell]:
+        """L{place}, and the cells C{entity} was in (None: new) and is in now."""
+        size = self.cell_size
+        cell = (math.floor(x / size), math.floor(y / size))
+        old = self._where.get(entity)
+        if old != cell:
+            if old is not None:
+                self._discard(entity, old)
+            self._where[entity] = cell
+        members = self._cells.get(cell)
+        if members is None:
+            self._cells[cell] = {entity: (x, y)}
+        else:
+            members[entity] = (x, y)
+        return old, cell
+
+    def _box(self, x: float, y: float, radius: float) -> tuple[int, int, int, int]:
+        """The first and last cells, across and down, of a circle's box."""
         # A hair wider than the circle's box: rounding (of x - radius, or of a
         # squared distance that underflows to 0) must not leave out a cell
         # holding an entity the distance test counts in.
         margin = radius + 1e-9 * (abs(x) + abs(y) + radius + 1.0)
         x0, y0 = self._cell(x - margin, y - margin)
         x1, y1 = self._cell(x + margin, y + margin)
+        return x0, y0, x1, y1
+
+    def cells_within(self, x: float, y: float, radius: float) -> Iterator[Cell]:
+        """Every cell a circle of C{radius} around C{(x, y)} may touch."""
+        x0, y0, x1, y1 = self._box(x, y, radius)
         for cx in range(x0, x1 + 1):
             for cy in range(y0, y1 + 1):
                 yield (cx, cy)
