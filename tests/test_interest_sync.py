@@ -12,7 +12,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from gameframe import Player, Room
 from gameframe.interest import Interest
 from gameframe.jsonpatch import to_tree
-from gameframe.testing import FakeClient, Harness
+from gameframe.testing import ClusterHarness, FakeClient, Harness
 from gameframe.tracking import tracked
 
 RADIUS = 10.0
@@ -246,3 +246,28 @@ class InterestTests(SynchronousTestCase):
         client.join_or_create("plain")
         with self.assertRaises(TypeError):
             kit.room_of(client).follow(client.player, "x")
+
+
+class InterestAcrossNodesTests(SynchronousTestCase):
+    def test_a_player_on_another_node_sees_its_own_area(self) -> None:
+        kit = ClusterHarness({"arena": Arena}, nodes=["a", "b"])
+        alice = kit.node("a").connect()
+        alice.create("arena")
+        room_id = alice.last("joined")["room_id"]
+        bob = kit.node("b").connect()
+        kit.settle()
+        bob.join(room_id)
+        kit.settle()
+        room = kit.rooms()[room_id]
+        room.state.things[bob.player_id]["x"] = 500
+        room.send_patches()
+        kit.settle()
+        self.assertEqual(set(bob.state["things"]), {"n5", bob.player_id})
+        self.assertEqual(set(alice.state["things"]), {"n0", alice.player_id})
+        room.state.things["n5"]["y"] = 3
+        room.state.things["n0"]["y"] = 4
+        room.send_patches()
+        kit.settle()
+        self.assertEqual(bob.state["things"]["n5"], {"x": 500, "y": 3})
+        self.assertNotIn("n0", bob.state["things"])
+        self.assertEqual(alice.state["things"]["n0"], {"x": 0, "y": 4})
