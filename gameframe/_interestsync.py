@@ -389,11 +389,10 @@ class InterestSync:
         """Find C{watcher}'s center and everything near it; index it by the cells its area touches."""
         center = self._grid.position(watcher.follows)
         if center != watcher.center:
-            self._unindex(watcher)
             watcher.center = center
-            if center is not None:
-                x, y = center
-                cells = list(self._grid.cells_within(x, y, self._radius))
+            cells = [] if center is None else list(self._grid.cells_within(center[0], center[1], self._radius))
+            if cells != watcher.cells:  # a move within its cells keeps its index
+                self._unindex(watcher)
                 watcher.cells = cells
                 by_cell = self._by_cell
                 player_id = watcher.player.id

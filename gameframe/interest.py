@@ -97,16 +97,41 @@ class InterestGrid:
         add = found.add
         limit = radius * radius
         cells = self._cells
+        size = self.cell_size
+        # A cell wholly inside the circle is taken whole, one wholly outside
+        # is skipped: only the cells the circle's edge crosses are read entity
+        # by entity. The tests widen each cell by a hair, so rounding never
+        # takes whole a cell that holds an entity just outside the circle.
+        hair = 1e-9 * (abs(x) + abs(y) + radius + size)
         x0, y0, x1, y1 = self._box(x, y, radius)
+        rows = []
+        for cy in range(y0, y1 + 1):
+            top = cy * size - hair - y
+            bottom = top + size + 2 * hair
+            far = max(-top, bottom)
+            close = 0.0 if top <= 0.0 <= bottom else min(abs(top), abs(bottom))
+            rows.append((cy, far * far, close * close))
         for cx in range(x0, x1 + 1):
-            for cy in range(y0, y1 + 1):
+            left = cx * size - hair - x
+            right = left + size + 2 * hair
+            far_x = max(-left, right)
+            far_x *= far_x
+            close_x = 0.0 if left <= 0.0 <= right else min(abs(left), abs(right))
+            close_x *= close_x
+            for cy, far_y, close_y in rows:
+                if close_x + close_y > limit:
+                    continue
                 members = cells.get((cx, cy))
-                if members:
-                    for entity, (ex, ey) in members.items():
-                        dx = ex - x
-                        dy = ey - y
-                        if dx * dx + dy * dy <= limit:
-                            add(entity)
+                if not members:
+                    continue
+                if far_x + far_y <= limit:
+                    found.update(members)
+                    continue
+                for entity, (ex, ey) in members.items():
+                    dx = ex - x
+                    dy = ey - y
+                    if dx * dx + dy * dy <= limit:
+                        add(entity)
         return found
 
     def move(self, entity: Hashable, x: float, y: float) -> tuple[Cell | None, Cell]:
