@@ -86,15 +86,18 @@ class Crowd(Room):
         self.state = CrowdState(t=time.time(), players=0, size=self.size, entities={})
         entities = self.state.entities
         uniform = self._random.uniform
-        # Each NPC: its tracked dict, its position as floats, its velocity.
+        # Each NPC: its id, its position as floats, its velocity. Its dict is
+        # looked up in the state each tick: a reference kept from here would
+        # be to the plain dict, which the state replaces with a tracked copy
+        # when it is first synchronized (changes to it would never be sent).
         self._npcs: list[list[Any]] = []
         for n in range(npcs):
             key = f"n{n}"
             x, y = uniform(0, self.size), uniform(0, self.size)
             entities[key] = {"x": round(x, 1), "y": round(y, 1), "kind": "npc"}
             heading = uniform(0, 2 * math.pi)
-            self._npcs.append([entities[key], x, y, math.cos(heading), math.sin(heading)])
-        self._avatars: dict[str, list[Any]] = {}  # player id -> [dict, x, y, dx, dy]
+            self._npcs.append([key, x, y, math.cos(heading), math.sin(heading)])
+        self._avatars: dict[str, list[Any]] = {}  # player id -> [id, x, y, dx, dy]
         self.set_tick_rate(rate)
         self.set_patch_rate(1 / rate)
         self._samples = self.every(2.0, self._count_in_sight)
@@ -103,7 +106,7 @@ class Crowd(Room):
         x, y = self._random.uniform(0, self.size), self._random.uniform(0, self.size)
         entities = self.state.entities
         entities[player.id] = {"x": round(x, 1), "y": round(y, 1), "kind": "player"}
-        self._avatars[player.id] = [entities[player.id], x, y, 0.0, 0.0]
+        self._avatars[player.id] = [player.id, x, y, 0.0, 0.0]
         self.state.players += 1
 
     def on_leave(self, player: Player, reason: str) -> None:
@@ -122,6 +125,7 @@ class Crowd(Room):
 
     def on_tick(self, dt: float) -> None:
         self.state.t = time.time()  # the state of this tick is as of now
+        entities = self.state.entities
         size = self.size
         step = NPC_SPEED * dt
         turn = self._random.random
@@ -138,7 +142,7 @@ class Crowd(Room):
                 npc[4] = -npc[4]
                 y = npc[2]
             npc[1], npc[2] = x, y
-            where = npc[0]
+            where = entities[npc[0]]
             where["x"] = round(x, 1)
             where["y"] = round(y, 1)
         step = PLAYER_SPEED * dt
@@ -148,7 +152,7 @@ class Crowd(Room):
             x = min(max(avatar[1] + avatar[3] * step, 0.0), size)
             y = min(max(avatar[2] + avatar[4] * step, 0.0), size)
             avatar[1], avatar[2] = x, y
-            where = avatar[0]
+            where = entities[avatar[0]]
             where["x"] = round(x, 1)
             where["y"] = round(y, 1)
 

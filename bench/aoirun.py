@@ -74,9 +74,17 @@ def children(pid: int) -> list[int]:
     return sorted(found)
 
 
+def machine_busy() -> float:
+    """CPU seconds every core of this machine has been busy (not idle nor iowait), from /proc/stat."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + fields[4]
+    return (sum(fields[:8]) - idle) / liveserver.CLOCK_TICKS
+
+
 @attrs.frozen
 class Sample:
     at: float
+    busy: float
     server_cpu: float
     loadgen_cpu: dict[int, float]
     metrics: dict[str, float]
@@ -90,7 +98,7 @@ def sample(server: liveserver.LiveServer, web: int, loadgen: int) -> Sample:
             cpu[pid] = cpu_seconds(pid)
         except OSError:
             pass
-    return Sample(time.monotonic(), cpu_seconds(server.pid), cpu, metrics(web))
+    return Sample(time.monotonic(), machine_busy(), cpu_seconds(server.pid), cpu, metrics(web))
 
 
 def report(a: argparse.Namespace, first: Sample, last: Sample, room: dict[str, Any],
@@ -121,10 +129,20 @@ def report(a: argparse.Namespace, first: Sample, last: Sample, room: dict[str, A
         "patch_bytes_mean": round(rate("gameframe_patch_bytes_sum") / patches) if patches else None,
         "bytes_per_player_s": round(rate("gameframe_bytes_sent_total") / players) if players else None,
         "server_cpu": round((last.server_cpu - first.server_cpu) / seconds, 3),
+        # CPU per tick (simulation, patches, and the moves between): what 20 a second must fit in 50 ms.
+        "server_cpu_ms_per_tick": round(
+            (last.server_cpu - first.server_cpu) * 1000
+            / max(1.0, last.metrics.get("gameframe_tick_seconds_count", 0.0)
+                  - first.metrics.get("gameframe_tick_seconds_count", 0.0)), 1),
         "loadgen_cpu": [
             round((last.loadgen_cpu[pid] - first.loadgen_cpu.get(pid, 0.0)) / seconds, 3)
             for pid in sorted(last.loadgen_cpu)
         ],
+        # The other helpers' and processes' CPU on this 2-core machine meanwhile.
+        "others_cpu": round(
+            (last.busy - first.busy - (last.server_cpu - first.server_cpu)
+             - sum(last.loadgen_cpu[p] - first.loadgen_cpu.get(p, 0.0) for p in last.loadgen_cpu))
+            / seconds, 2),
         "patch_delay_ms": measures.get("patch_delay"),
         "patch_gap_ms": measures.get("patch_gap"),
         "move_rtt_ms": summary.get("latency_ms"),
@@ -146,16 +164,16 @@ def row(r: dict[str, Any]) -> str:
     return (
         f"| {r['players_in']:,}/{r['players']:,} | {r['npcs']:,} | {r['in_sight']} | "
         f"{r['ticks_per_s']:.1f} | {r['patch_rounds_per_s']} | {r['server_cpu']:.0%} | "
-        f"{r['on_tick_cpu']:.0%} | {ms(delay, 'p50')} / {ms(delay, 'p99')} / {ms(delay, 'max')} | "
+        f"{r['server_cpu_ms_per_tick']} | {r['on_tick_cpu']:.0%} | {ms(delay, 'p50')} / {ms(delay, 'p99')} / {ms(delay, 'max')} | "
         f"{ms(gap, 'p50')} / {ms(gap, 'p99')} | {ms(r['move_rtt_ms'], 'p99')} | "
         f"{(r['bytes_per_player_s'] or 0) / 1000:,.1f} | {loadgen} |"
     )
 
 
 HEADER = (
-    "| players in | NPCs | in sight | ticks/s | patches/s each | server CPU | on_tick | "
+    "| players in | NPCs | in sight | ticks/s | patches/s each | server CPU | CPU ms per tick | on_tick | "
     "patch delay p50 / p99 / max (ms) | gap p50 / p99 (ms) | move RTT p99 (ms) | "
-    "kB/s each | load generator CPU |\n|---|---|---|---|---|---|---|---|---|---|---|---|"
+    "kB/s each | load generator CPU |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 )
 
 
@@ -170,17 +188,20 @@ def main() -> int:
     ap.add_argument("--in-sight", type=float, default=75.0, help="entities in sight, on average")
     ap.add_argument("--hold", type=float, default=60.0, help="seconds measured once all are in")
     ap.add_argument("--ramp", type=float, default=None, help="seconds to connect the players "
-                    "(default: players / 100, at least 2, at most 20)")
+                    "(default: players / 20, at least 2, at most 60)")
     ap.add_argument("--processes", type=int, default=2, help="load generator processes")
     ap.add_argument("--interval", type=float, default=0.25, help="seconds between moves")
     ap.add_argument("--join-timeout", type=float, default=120.0)
     ap.add_argument("--server-cpu", default="0")
     ap.add_argument("--client-cpu", default="1")
     ap.add_argument("--profile", metavar="FILE", help="run the server under cProfile, stats to FILE")
+    ap.add_argument("--py-spy", metavar="FILE", dest="py_spy",
+                    help="sample the server with py-spy (next to this python) during the window, "
+                    "on the load generator's CPU; collapsed stacks to FILE")
     ap.add_argument("--json", action="store_true", help="also print the whole record as JSON")
     ap.add_argument("--python", default=liveserver.default_python())
     a = ap.parse_args()
-    ramp = a.ramp if a.ramp is not None else min(20.0, max(2.0, a.players / 100))
+    ramp = a.ramp if a.ramp is not None else min(60.0, max(2.0, a.players / 20))
     liveserver.raise_fd_limit(a.players + 512)
     workdir = Path(tempfile.mkdtemp(prefix="gameframe-aoi-"))
     web = liveserver.free_port()
@@ -193,6 +214,7 @@ def main() -> int:
         workdir / "server.log", cpu=a.server_cpu, twistd_options=options,
     )
     loadtest: subprocess.Popen[bytes] | None = None
+    spy: subprocess.Popen[bytes] | None = None
     summary_file = workdir / "loadtest.json"
     try:
         command = [
@@ -204,7 +226,7 @@ def main() -> int:
             "--player", "bench.aoi:Walker", "--fields", json.dumps({"players": a.players}),
             "--interval", str(a.interval), "--seed", "1",
             "--duration", str(ramp + a.join_timeout + a.hold + 30), "--ramp", str(ramp),
-            "--request-timeout", "30", "--no-display", "--json", str(summary_file),
+            "--connect-timeout", "60", "--request-timeout", "30", "--no-display", "--json", str(summary_file),
         ]
         if a.client_cpu and shutil.which("taskset"):
             command = ["taskset", "-c", a.client_cpu, *command]
@@ -223,10 +245,24 @@ def main() -> int:
         else:
             print(f"# not every player joined: {room and room['players']} in", file=sys.stderr)
         time.sleep(2.0)  # the last joiners' full states go out
+        if a.py_spy:
+            spy = subprocess.Popen(
+                ["taskset", "-c", a.client_cpu, str(Path(a.python).with_name("py-spy")), "record",
+                 "--pid", str(server.pid), "--rate", "100", "--duration", str(int(a.hold)),
+                 "--nonblocking", "--format", "raw", "--output", str(Path(a.py_spy).resolve())],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                stderr=(workdir / "py-spy.log").open("wb"),
+            )
         first = sample(server, web, loadtest.pid)
         print(f"# measuring {a.hold:g} s ({room and room['players']} players in)", file=sys.stderr)
         time.sleep(a.hold)
         last = sample(server, web, loadtest.pid)
+        if spy is not None:
+            try:
+                spy.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                spy.kill()
+                spy.wait(timeout=10)
         room = crowd(web) or {"players": 0}
         loadtest.send_signal(signal.SIGINT)  # its players leave in order
         try:
@@ -236,6 +272,9 @@ def main() -> int:
             loadtest.wait(timeout=10)
         alive = server.alive()
     finally:
+        if spy is not None and spy.poll() is None:
+            spy.kill()
+            spy.wait(timeout=10)
         if loadtest is not None and loadtest.poll() is None:
             loadtest.kill()
             loadtest.wait(timeout=10)
@@ -248,7 +287,7 @@ def main() -> int:
     print(row(record))
     print(f"\nfield {record['field']:,} x {record['field']:,}, sight {SIGHT:g}; window "
           f"{record['window_s']} s; tick overruns {record['tick_overruns_per_s']}/s; mean patch "
-          f"{record['patch_bytes_mean']} B; errors {record['errors']}; disconnects "
+          f"{record['patch_bytes_mean']} B; other processes' CPU {record['others_cpu']:.0%}; errors {record['errors']}; disconnects "
           f"{record['disconnects']}; server tracebacks {record['server_tracebacks']}")
     if a.json:
         print(json.dumps(record, indent=1))
