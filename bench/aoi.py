@@ -29,6 +29,7 @@ process is near 100 %, the delays include the client's own queueing).
 from __future__ import annotations
 
 import math
+import os
 import random
 import time
 from typing import Any
@@ -41,11 +42,15 @@ from gameframe.tracking import tracked
 
 #: The radius each player sees (field units).
 SIGHT = 100.0
+#: The interest grid's cell size (None: the radius); the runner's --cell sets it for the server.
+CELL = float(os.environ.get("BENCH_AOI_CELL") or 0) or None
 #: Entities within sight of a player, on average: sizes the field.
 IN_SIGHT = 75
 NPC_SPEED = 40.0  # field units per second
 PLAYER_SPEED = 100.0
 TURN_CHANCE = 0.02  # per NPC per tick
+#: Seconds without a join after which the players in are all there will be.
+SETTLED = 10.0
 
 
 def field_size(entities: int, in_sight: float = IN_SIGHT, sight: float = SIGHT) -> float:
@@ -55,10 +60,14 @@ def field_size(entities: int, in_sight: float = IN_SIGHT, sight: float = SIGHT) 
 
 @tracked
 class CrowdState:
-    """C{t}: the server's wall clock at the start of the last tick; C{players} in the room; C{entities} by id."""
+    """
+    C{t}: the server's wall clock at the start of the last tick; C{players}
+    in the room; C{measuring}: the players are in (see L{Crowd}); C{entities} by id.
+    """
 
     t: float
     players: int
+    measuring: bool
     size: float
     entities: dict[str, dict[str, Any]]
 
@@ -71,11 +80,16 @@ class Crowd(Room):
     A player steers with C{move(dx, dy)} (a direction; its avatar walks at
     L{PLAYER_SPEED}). Options C{rate} (ticks and patches a second, 20) and
     C{in_sight} (75).
+
+    The state's C{measuring} (and the room's metadata) turns true once the
+    expected players are in, or no one has joined for L{SETTLED} seconds
+    (some could not connect), and false again at the first leave: the
+    window the players measure in.
     """
 
     tick_rate = 20
     patch_rate = 0.05
-    interest = Interest(collection="entities", radius=SIGHT, followed_field="you")
+    interest = Interest(collection="entities", radius=SIGHT, cell_size=CELL, followed_field="you")
 
     def on_create(self, options: dict[str, Any]) -> None:
         npcs = int(options.get("npcs", 10_000))
@@ -83,7 +97,11 @@ class Crowd(Room):
         rate = float(options.get("rate", 20))
         self.size = round(field_size(npcs + expected, float(options.get("in_sight", IN_SIGHT))), 1)
         self._random = random.Random(options.get("seed", 1))
-        self.state = CrowdState(t=time.time(), players=0, size=self.size, entities={})
+        self._expected = expected
+        self._last_join = self.clock.seconds()
+        self.state = CrowdState(
+            t=time.time(), players=0, measuring=False, size=self.size, entities={}
+        )
         entities = self.state.entities
         uniform = self._random.uniform
         # Each NPC: its id, its position as floats, its velocity. Its dict is
@@ -108,11 +126,20 @@ class Crowd(Room):
         entities[player.id] = {"x": round(x, 1), "y": round(y, 1), "kind": "player"}
         self._avatars[player.id] = [player.id, x, y, 0.0, 0.0]
         self.state.players += 1
+        self._last_join = self.clock.seconds()
+        if self.state.players >= self._expected:
+            self._measure(True)
 
     def on_leave(self, player: Player, reason: str) -> None:
         self.state.entities.pop(player.id, None)
         if self._avatars.pop(player.id, None) is not None:
             self.state.players -= 1
+        self._measure(False)
+
+    def _measure(self, on: bool) -> None:
+        if self.state.measuring != on:
+            self.state.measuring = on
+            self.set_metadata(measuring=on)
 
     @action
     def move(self, player: Player, dx: float, dy: float) -> None:
@@ -158,6 +185,13 @@ class Crowd(Room):
 
     def _count_in_sight(self) -> None:
         """The mean number of entities the first 50 players see, in the room's metadata (GET /rooms)."""
+        if (
+            not self.state.measuring
+            and self.state.players
+            and self.clock.seconds() - self._last_join > SETTLED
+            and "measuring" not in self.metadata  # once: not again after a leave
+        ):
+            self._measure(True)
         seen = [len(self.visible_to(p)) for p in list(self.players.values())[:50]]
         if seen:
             self.set_metadata(in_sight=round(sum(seen) / len(seen), 1), size=self.size)
@@ -167,8 +201,8 @@ class Walker(SimulatedPlayer):
     """
     Steers its avatar (a request every 0.25 s, turning a little each time),
     and records how old each patch is when it arrives (C{patch_delay}) and
-    the time since the previous one (C{patch_gap}), from the moment the room
-    holds C{--fields '{"players": N}'} players until it holds fewer again.
+    the time since the previous one (C{patch_gap}), while the room's state
+    says C{measuring} (every player in, until the first leaves).
     """
 
     interval = 0.25
@@ -176,7 +210,6 @@ class Walker(SimulatedPlayer):
 
     def on_join(self, joined: Message) -> None:
         self._heading = self.random.uniform(0, 2 * math.pi)
-        self._expected = int(self.fields.get("players", 0))
         self._everyone = False
         self._last: float | None = None
 
@@ -190,8 +223,8 @@ class Walker(SimulatedPlayer):
                 path = op["path"]
                 if path == "/t":
                     stamp = op["value"]
-                elif path == "/players":
-                    self._everyone = op["value"] >= self._expected
+                elif path == "/measuring":
+                    self._everyone = op["value"]
                 elif path.startswith("/entities/"):
                     break
             if self._everyone:
@@ -203,7 +236,7 @@ class Walker(SimulatedPlayer):
             else:
                 self._last = None
         elif kind == "state":
-            self._everyone = message["state"]["players"] >= self._expected
+            self._everyone = message["state"]["measuring"]
             self._last = None
 
     def act(self) -> Any:

@@ -120,6 +120,7 @@ def report(a: argparse.Namespace, first: Sample, last: Sample, room: dict[str, A
         "rate": a.rate,
         "field": round(field_size(a.npcs + a.players, a.in_sight), 1),
         "sight": SIGHT,
+        "cell": a.cell or SIGHT,
         "in_sight": room.get("metadata", {}).get("in_sight"),
         "window_s": round(seconds, 2),
         "ticks_per_s": round(rate("gameframe_tick_seconds_count"), 2),
@@ -189,6 +190,8 @@ def main() -> int:
     ap.add_argument("--hold", type=float, default=60.0, help="seconds measured once all are in")
     ap.add_argument("--ramp", type=float, default=None, help="seconds to connect the players "
                     "(default: players / 20, at least 2, at most 60)")
+    ap.add_argument("--cell", type=float, default=None,
+                    help="the interest grid's cell size (default: the sight radius, 100)")
     ap.add_argument("--processes", type=int, default=2, help="load generator processes")
     ap.add_argument("--interval", type=float, default=0.25, help="seconds between moves")
     ap.add_argument("--join-timeout", type=float, default=120.0)
@@ -205,6 +208,8 @@ def main() -> int:
     liveserver.raise_fd_limit(a.players + 512)
     workdir = Path(tempfile.mkdtemp(prefix="gameframe-aoi-"))
     web = liveserver.free_port()
+    if a.cell:
+        os.environ["BENCH_AOI_CELL"] = str(a.cell)  # the server's environment
     options = ["--profile", str(Path(a.profile).resolve()), "--profiler", "cprofile",
                "--savestats"] if a.profile else []
     server = liveserver.start(
@@ -223,7 +228,7 @@ def main() -> int:
             "--room-options", json.dumps({"npcs": a.npcs, "players": a.players, "rate": a.rate,
                                           "in_sight": a.in_sight}),
             "--players", str(a.players), "--rooms", "1", "--processes", str(a.processes),
-            "--player", "bench.aoi:Walker", "--fields", json.dumps({"players": a.players}),
+            "--player", "bench.aoi:Walker",
             "--interval", str(a.interval), "--seed", "1",
             "--duration", str(ramp + a.join_timeout + a.hold + 30), "--ramp", str(ramp),
             "--connect-timeout", "60", "--request-timeout", "30", "--no-display", "--json", str(summary_file),
@@ -239,11 +244,11 @@ def main() -> int:
         room = None
         while time.monotonic() < deadline and loadtest.poll() is None and server.alive():
             room = crowd(web)
-            if room is not None and room["players"] >= a.players:
+            if room is not None and room.get("metadata", {}).get("measuring"):
                 break
             time.sleep(0.5)
         else:
-            print(f"# not every player joined: {room and room['players']} in", file=sys.stderr)
+            print(f"# the room did not settle: {room and room['players']} players in", file=sys.stderr)
         time.sleep(2.0)  # the last joiners' full states go out
         if a.py_spy:
             spy = subprocess.Popen(
@@ -285,7 +290,7 @@ def main() -> int:
     print(f"\n## Area of interest ({record['date_utc']}): `{record['command']}`\n")
     print(HEADER)
     print(row(record))
-    print(f"\nfield {record['field']:,} x {record['field']:,}, sight {SIGHT:g}; window "
+    print(f"\nfield {record['field']:,} x {record['field']:,}, sight {SIGHT:g}, cell {record['cell']:g}; window "
           f"{record['window_s']} s; tick overruns {record['tick_overruns_per_s']}/s; mean patch "
           f"{record['patch_bytes_mean']} B; other processes' CPU {record['others_cpu']:.0%}; errors {record['errors']}; disconnects "
           f"{record['disconnects']}; server tracebacks {record['server_tracebacks']}")

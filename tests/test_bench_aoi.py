@@ -10,7 +10,7 @@ from twisted.internet.defer import succeed
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
-from bench.aoi import SIGHT, Crowd, Walker
+from bench.aoi import SETTLED, SIGHT, Crowd, Walker
 from gameframe.jsonpatch import to_tree
 from gameframe.loadtest.runner import Plan, make_player
 from gameframe.loadtest.session import PlayerSession, RoomDirectory
@@ -63,7 +63,18 @@ def test_a_player_steers_its_avatar() -> None:
     assert 99 <= walked <= 101 or now["x"] == room.size  # 100 units a second, up to the edge
 
 
-def test_the_walker_records_patch_delay_and_gap_once_everyone_is_in() -> None:
+def test_the_room_measures_once_no_one_has_joined_for_a_while() -> None:
+    kit = Harness({"crowd": Crowd})
+    alice = kit.connect()
+    alice.create("crowd", npcs=10, players=1000)  # 999 never come
+    room = kit.room_of(alice)
+    kit.advance(SETTLED / 2)
+    assert not room.metadata.get("measuring")
+    kit.advance(SETTLED)
+    assert room.metadata["measuring"] is True and alice.state["measuring"] is True
+
+
+def test_the_walker_records_patch_delay_and_gap_while_the_room_measures() -> None:
     kit, alice, bob, room = crowd_of_two()
     kit.advance_ticks(3)
     state, *patches = alice.received("state") + alice.received("patch")
@@ -87,12 +98,18 @@ def test_the_walker_records_patch_delay_and_gap_once_everyone_is_in() -> None:
     session.start()
     say({"action": "joined", "id": 1, "room": "crowd", "room_id": "r1",
          "player_id": alice.player_id, "players": [alice.player_id], "token": "t"})
-    say(state)  # alice's full state: only she was in (1 of 2 players)
+    say(state)  # alice's full state: only she was in (1 of 2 players): not measuring yet
+    assert state["state"]["measuring"] is False
     assert "patch_delay" not in stats.measures
-    for patch in patches:  # bob's arrival, then three ticks
+    for patch in patches:  # bob's arrival (measuring from then on), then three ticks
         say(patch)
     assert stats.measures["patch_delay"].count == len(patches)
     assert stats.measures["patch_gap"].count == len(patches) - 1
+    bob.leave()  # the first leave ends the window
+    kit.advance_ticks(2)
+    for patch in alice.received("patch")[len(patches):]:
+        say(patch)
+    assert stats.measures["patch_delay"].count == len(patches)
     transport.clear()
     clock.advance(Walker.interval)  # it steers: a move request, a unit direction
     move = orjson.loads(transport.value().splitlines()[-1])
