@@ -115,16 +115,17 @@ class LiveServer:
 
 
 def start(
-    python: str, args: list[str], log: Path, cwd: Path = REPO, cpu: str | None = "0"
+    python: str, args: list[str], log: Path, cwd: Path = REPO, cpu: str | None = "0",
+    twistd_options: list[str] | None = None,
 ) -> LiveServer:
     """
-    Start `twistd -n gameframe ARGS` on a free port of 127.0.0.1 (no web
-    endpoint unless ARGS has one), pinned to C{cpu} with taskset when there
-    is one; return once it listens.
+    Start `twistd -n [TWISTD_OPTIONS] gameframe ARGS` on a free port of
+    127.0.0.1 (no web endpoint unless ARGS has one), pinned to C{cpu} with
+    taskset when there is one; return once it listens.
     """
     port = free_port()
     command = [
-        twistd(python), "-n", "--pidfile=", "gameframe",
+        twistd(python), "-n", "--pidfile=", *(twistd_options or []), "gameframe",
         "--port", f"tcp:{port}:interface={HOST}", *args,
     ]  # fmt: skip
     if "--web" not in args:

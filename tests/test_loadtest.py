@@ -6,6 +6,7 @@ from two processes.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+from rich.console import Console
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
@@ -35,7 +37,8 @@ from gameframe.loadtest.player import (
 )
 from gameframe.loadtest.runner import Plan, Runner, make_player
 from gameframe.loadtest.session import PlayerSession, RoomDirectory
-from gameframe.loadtest.stats import MAX_VALUE, Histogram, Stats, summarize
+from gameframe.loadtest.display import Dashboard
+from gameframe.loadtest.stats import MAX_MEASURES, MAX_VALUE, Histogram, Stats, summarize
 from gameframe.loadtest.transport import Target, is_loopback
 from gameframe.txclient import GameClientProtocol
 from tests._server import RunningServer, free_port
@@ -124,6 +127,48 @@ def test_stats_merge_and_summary() -> None:
     assert summary["errors"] == {"request_timeout": 1, "room_full": 1}
     assert [p["players"] for p in summary["per_process"]] == [3, 2]
     assert summary["duration"] == 3.0
+
+
+def test_players_own_measurements_merge_over_processes_and_are_summarized() -> None:
+    """What players record under a name is one histogram per name, over every process."""
+    one, two = Stats(players=1), Stats(players=1)
+    for ms in range(1, 101):
+        (one if ms % 2 else two).measure("patch_delay").record_seconds(ms / 1000)  # type: ignore[union-attr]
+    two.measure("game_length").record_seconds(90)  # type: ignore[union-attr]
+    one.elapsed = two.elapsed = 1.0
+    parts = [Stats.from_json(json.loads(json.dumps(s.to_json()))) for s in (one, two)]
+    summary = summarize(Stats.merged(parts), parts, {}, complete=True)
+    delay = summary["measures_ms"]["patch_delay"]
+    assert delay["count"] == 100
+    assert (delay["min"], delay["max"]) == (1.0, 100.0)
+    assert abs(delay["p50"] - 50) <= 0.5 and abs(delay["p99"] - 99) <= 1
+    assert summary["measures_ms"]["game_length"]["max"] == 90_000.0
+    assert summary["measures_dropped"] == 0
+    assert [p["measures_p99_ms"].get("game_length") for p in summary["per_process"]] == [None, 90_000.0]
+
+
+def test_measurement_names_are_bounded() -> None:
+    stats = Stats()
+    for n in range(MAX_MEASURES + 5):
+        histogram = stats.measure(f"m{n}")
+        if histogram is None:
+            stats.measures_dropped += 1
+        else:
+            histogram.record(1)
+    assert len(stats.measures) == MAX_MEASURES and stats.measures_dropped == 5
+    other = Stats()
+    other.measure("one more").record(1)  # type: ignore[union-attr]
+    merged = Stats.merged([stats, other])
+    assert len(merged.measures) == MAX_MEASURES and merged.measures_dropped == 6
+
+
+def test_the_display_shows_the_players_measurements() -> None:
+    stats = Stats(players=1)
+    stats.measure("patch_delay").record_seconds(0.012)  # type: ignore[union-attr]
+    console = Console(record=True, width=120, file=io.StringIO())
+    console.print(Dashboard({"players": 1, "duration": 10}, console).render(stats, [stats]))
+    text = console.export_text()
+    assert "patch_delay" in text and "p99 12.0 ms" in text and "(1 values)" in text
 
 
 def test_error_codes_are_bounded() -> None:
@@ -250,6 +295,11 @@ def test_a_session_joins_acts_measures_counts_and_leaves() -> None:
     assert directory.wait(0).result == "r1"
     assert (stats.connected, stats.joined, stats.in_room_now) == (1, 1, 1)
     assert stats.join_latency.max == 2000  # µs
+
+    session.player.record("own", 0.25)
+    assert stats.measures["own"].max == 250_000  # µs
+    with pytest.raises(ValueError):
+        session.player.record("", 1)
 
     clock.advance(0.1)  # the first move, somewhere in the first interval
     [move] = server.heard()
@@ -478,12 +528,14 @@ class Recorder(SimulatedPlayer):
 
     def on_join(self, joined):
         self.saw_state = False
+        self.joined_at = self.clock.seconds()
         self.note("joined", self.index, joined["room_id"], os.getpid())
 
     def on_message(self, message):
         state = self.state
         if not self.saw_state and state is not None and self.player_id in state["players"]:
             self.saw_state = True
+            self.record("first_state", self.clock.seconds() - self.joined_at)
             self.note("state", self.index)
 
     def act(self):
@@ -618,6 +670,11 @@ def test_two_processes_with_a_custom_player(
     assert all(len(p) == 2 for p in pids.values())
     # Every player mirrored the room's state, itself in it.
     assert sorted(int(words[1]) for words in lines if words[0] == "state") == list(range(20))
+    # What each player recorded of its own, merged over both processes.
+    first_state = summary["measures_ms"]["first_state"]
+    assert first_state["count"] == 20
+    assert 0 <= first_state["min"] <= first_state["p99"] <= first_state["max"] < 10_000
+    assert [sorted(p["measures_p99_ms"]) for p in summary["per_process"]] == [["first_state"]] * 2
 
 
 def test_a_server_that_is_not_there(tmp_path: Path) -> None:

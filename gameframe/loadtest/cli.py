@@ -78,6 +78,8 @@ writing a player (see docs/loadtest.md):
 
   self.request() returns a Deferred of the reply and its round trip is
   measured; self.send() is fire-and-forget. self.state is the room state.
+  self.record(name, seconds) keeps a measurement of your own (the summary's
+  measures_ms: p50/p99/max per name).
 
 exit status: 0 when every player connected and joined and nothing failed,
 1 when something did (the summary says what), 2 for bad options.

@@ -22,14 +22,14 @@ def _ms(microseconds: int | float | None) -> str:
     return f"{ms:.2f} ms" if ms < 10 else f"{ms:.1f} ms" if ms < 100 else f"{ms:,.0f} ms"
 
 
-def _latency(histogram: Histogram) -> Text:
+def _latency(histogram: Histogram, what: str = "replies") -> Text:
     if not histogram.count:
-        return Text("no replies yet", style="dim")
+        return Text(f"no {what} yet", style="dim")
     return Text.assemble(
         "p50 ", (_ms(histogram.percentile(50)), "bold"),
         "   p99 ", (_ms(histogram.percentile(99)), "bold"),
         "   max ", _ms(histogram.max),
-        (f"   ({histogram.count:,} replies)", "dim"),
+        (f"   ({histogram.count:,} {what})", "dim"),
     )
 
 
@@ -167,6 +167,8 @@ class Dashboard:
         )
         grid.add_row("latency", _latency(total.latency))
         grid.add_row("join", _latency(total.join_latency))
+        for name in sorted(total.measures):  # the players' own (SimulatedPlayer.record)
+            grid.add_row(name, _latency(total.measures[name], "values"))
         if total.errors or total.disconnects:
             problems = Table.grid(padding=(0, 2))
             for code, n in sorted(total.errors.items(), key=lambda item: -item[1]):

@@ -32,6 +32,8 @@ class SimulatedPlayer:
 
     Use L{send} for fire-and-forget messages and L{request} for
     request/response: the tester measures each request's round-trip time.
+    L{record} keeps measurements of your own (how old a patch is when it
+    arrives, how long a game took): the summary gives their percentiles.
     Everything is counted (messages, replies, errors by code) whether or
     not your code looks at it. Hooks run in the reactor thread: do not
     block in them.
@@ -120,6 +122,21 @@ class SimulatedPlayer:
         after C{--request-timeout}, or with L{gameframe.client.Disconnected}.
         """
         return self._session.request(action, fields)
+
+    def record(self, name: str, seconds: float) -> None:
+        """
+        Record a measurement of your own, a duration in C{seconds} (kept in
+        microseconds; below 0 counts as 0), under C{name}: for each name the
+        summary's C{measures_ms} gives the count, p50, p90, p99, max, min and
+        mean in milliseconds, merged over every player and process, and the
+        live display shows it. Each name is a bounded histogram (under 1 %
+        error, a few thousand buckets at most, however many values); a run
+        keeps up to 32 names, and values under further names are only
+        counted (C{measures_dropped}).
+
+        @raise ValueError: C{name} is empty or longer than 64 characters.
+        """
+        self._session.record(name, seconds)
 
 
 class ArenaWalker(SimulatedPlayer):

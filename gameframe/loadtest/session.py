@@ -12,7 +12,7 @@ from twisted.python.failure import Failure
 
 from gameframe.client import CLOSED, ClientError, Disconnected, Message
 from gameframe.loadtest.player import SimulatedPlayer
-from gameframe.loadtest.stats import Stats
+from gameframe.loadtest.stats import MAX_MEASURE_NAME, Stats
 from gameframe.txclient import GameClientProtocol
 
 __all__ = ["PlayerSession", "RoomDirectory"]
@@ -202,6 +202,18 @@ class PlayerSession:
             return failure
 
         return reply.addCallbacks(answered, refused)
+
+    def record(self, name: str, seconds: float) -> None:
+        if not isinstance(name, str) or not 0 < len(name) <= MAX_MEASURE_NAME:
+            raise ValueError(
+                f"a measurement's name is a string of 1 to {MAX_MEASURE_NAME} characters, "
+                f"not {name!r}"
+            )
+        histogram = self._stats.measure(name)
+        if histogram is None:
+            self._stats.measures_dropped += 1
+        else:
+            histogram.record_seconds(seconds)
 
     # -- life ----------------------------------------------------------------------------
 

@@ -16,6 +16,11 @@ _SUB = 1 << _SUB_BITS
 MAX_VALUE = 3600 * 1_000_000
 #: Distinct error codes kept; further codes are counted under "other".
 MAX_CODES = 64
+#: Distinct names of players' own measurements kept (L{Stats.measure});
+#: values under further names are counted in L{Stats.measures_dropped}.
+MAX_MEASURES = 32
+#: The longest name of a player's own measurement.
+MAX_MEASURE_NAME = 64
 
 
 def _bucket(value: int) -> int:
@@ -175,6 +180,9 @@ class Stats:
         tester's own codes (C{connect_failed}, C{connect_timeout},
         C{join_timeout}, C{request_timeout}, C{room_not_created},
         C{player_error}).
+    @ivar measures: the players' own measurements (L{SimulatedPlayer.record}),
+        one histogram per name (at most L{MAX_MEASURES} names).
+    @ivar measures_dropped: values recorded under a name past that limit.
     @ivar elapsed: seconds since this process's run started.
     """
 
@@ -197,6 +205,8 @@ class Stats:
     join_latency: Histogram = attrs.Factory(Histogram)
     errors: dict[str, int] = attrs.Factory(dict)
     disconnects: dict[str, int] = attrs.Factory(dict)
+    measures: dict[str, Histogram] = attrs.Factory(dict)
+    measures_dropped: int = 0
     elapsed: float = 0.0
 
     def error(self, code: str, n: int = 1) -> None:
@@ -205,6 +215,18 @@ class Stats:
     def disconnect(self, code: str) -> None:
         self.disconnected += 1
         _add_code(self.disconnects, code)
+
+    def measure(self, name: str) -> Histogram | None:
+        """
+        The histogram of the player measurement C{name}, made on first use;
+        L{None} (the value is to be dropped) past L{MAX_MEASURES} names.
+        """
+        histogram = self.measures.get(name)
+        if histogram is None:
+            if len(self.measures) >= MAX_MEASURES:
+                return None
+            histogram = self.measures[name] = Histogram()
+        return histogram
 
     @property
     def pending(self) -> int:
@@ -216,6 +238,8 @@ class Stats:
         data["join_latency"] = self.join_latency.to_json()
         data["errors"] = dict(self.errors)
         data["disconnects"] = dict(self.disconnects)
+        data["measures"] = {name: h.to_json() for name, h in self.measures.items()}
+        data["measures_dropped"] = self.measures_dropped
         data["elapsed"] = self.elapsed
         return data
 
@@ -228,6 +252,10 @@ class Stats:
         stats.join_latency = Histogram.from_json(data["join_latency"])
         stats.errors = {str(k): int(v) for k, v in data["errors"].items()}
         stats.disconnects = {str(k): int(v) for k, v in data["disconnects"].items()}
+        stats.measures = {
+            str(name): Histogram.from_json(h) for name, h in data.get("measures", {}).items()
+        }
+        stats.measures_dropped = int(data.get("measures_dropped", 0))
         stats.elapsed = float(data["elapsed"])
         return stats
 
@@ -247,6 +275,13 @@ class Stats:
                 total.error(code, n)
             for code, n in part.disconnects.items():
                 _add_code(total.disconnects, code, n)
+            total.measures_dropped += part.measures_dropped
+            for name, histogram in part.measures.items():
+                mine = total.measure(name)
+                if mine is None:
+                    total.measures_dropped += histogram.count
+                else:
+                    mine.merge(histogram)
             total.elapsed = max(total.elapsed, part.elapsed)
         return total
 
@@ -295,6 +330,10 @@ def summarize(
         },
         "latency_ms": total.latency.summary_ms(),
         "join_latency_ms": total.join_latency.summary_ms(),
+        "measures_ms": {
+            name: total.measures[name].summary_ms() for name in sorted(total.measures)
+        },
+        "measures_dropped": total.measures_dropped,
         "errors": dict(sorted(total.errors.items())),
         "disconnects": dict(sorted(total.disconnects.items())),
         "per_process": [
@@ -311,6 +350,9 @@ def summarize(
                 "answered": part.replies,
                 "errors": sum(part.errors.values()),
                 "latency_p99_ms": part.latency.summary_ms()["p99"],
+                "measures_p99_ms": {
+                    name: part.measures[name].summary_ms()["p99"] for name in sorted(part.measures)
+                },
             }
             for number, part in enumerate(parts)
         ],
