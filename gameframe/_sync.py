@@ -6,6 +6,7 @@ from typing import Any, Callable, Hashable
 
 from gameframe.codec import encode
 from gameframe.compact import MAX_PATHS, encode_ops
+from gameframe.interfaces import IPlayerLink
 from gameframe.jsonpatch import JSON, Operation, diff, to_tree
 from gameframe.player import Player
 from gameframe.tracking import changes, is_tracked
@@ -216,10 +217,17 @@ class StateSync:
 
     @staticmethod
     def _deliver(view: _View, patch: bytes, compact: bytes = b"") -> None:
-        """The patch to members keeping up; the full tree to those back from behind."""
+        """
+        The patch to members keeping up; the full tree to those back from behind.
+
+        The compact patch goes out after the JSON one, to its members in a
+        row: one message to many players is one item on a cluster's bus
+        (L{gameframe.cluster.node.Outbox}) only while nothing comes between.
+        """
         behind = view.behind
         wants_compact = view.compact
         full = b""
+        later: list[IPlayerLink] = []
         for member_id, member in view.members.items():
             link = member.link
             if link is None:
@@ -235,9 +243,11 @@ class StateSync:
                     view.reset = True  # its path table is empty now
             elif wants_compact and member_id in wants_compact:
                 if compact:
-                    link.send_encoded(compact)
+                    later.append(link)
             elif patch:
                 link.send_encoded(patch)
+        for link in later:
+            link.send_encoded(compact)
 
 
 def _plain(key: Any) -> bool:
