@@ -51,6 +51,8 @@ case $scenario in state|all)
     --add "gameframe-state|9191|$here/adapter-state.js|$(serve "$tcp" --room state=bench.rooms:StateRoom)" \
     --add "gameframe-state-compact|9196|$here/adapter-state-compact.js|$(serve "$tcp" --room state=bench.rooms:StateRoom)" \
     --add "colyseus-state|9105|$here/adapter-colyseus-state.js|node servers/colyseus_relay.mjs {port}" "$@"
+  stamp=$("$python" -c 'import json, sys; print(json.load(open(sys.argv[1]))["date_utc"])' "$here/results/state/latest.json")
+  cp "$here/results/state/bytes.jsonl" "$here/results/state/bytes-$stamp.jsonl"  # beside results-$stamp.json
 esac
 ws="--port tcp:0:interface=127.0.0.1 --web tcp:{port}:interface=127.0.0.1"
 case $scenario in ws|all)

@@ -220,12 +220,19 @@ class StateSync:
         """
         The patch to members keeping up; the full tree to those back from behind.
 
-        The compact patch goes out after the JSON one, to its members in a
-        row: one message to many players is one item on a cluster's bus
+        When some members take compact patches and others JSON Patches, the
+        compact patch goes out after the JSON one, to its members in a row:
+        one message to many players is one item on a cluster's bus
         (L{gameframe.cluster.node.Outbox}) only while nothing comes between.
+        When all take compact patches, they go out as JSON Patches do alone.
         """
         behind = view.behind
         wants_compact = view.compact
+        mixed = False
+        if wants_compact:
+            mixed = len(wants_compact) < len(view.members)
+            if not mixed:
+                patch = compact
         full = b""
         later: list[IPlayerLink] = []
         for member_id, member in view.members.items():
@@ -241,7 +248,7 @@ class StateSync:
                 link.send_encoded(full)
                 if member_id in wants_compact:
                     view.reset = True  # its path table is empty now
-            elif wants_compact and member_id in wants_compact:
+            elif mixed and member_id in wants_compact:
                 if compact:
                     later.append(link)
             elif patch:
