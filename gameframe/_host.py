@@ -22,6 +22,7 @@ from gameframe._counters import Metrics
 from gameframe._bucket import TokenBucket
 from gameframe._saving import SAVE_FORMAT, RoomSaver
 from gameframe._lifecycle import ROOM_MOVES, SEAT_MOVES, Lifecycle, RoomPhase, SeatPhase
+from gameframe._interestsync import InterestSync
 from gameframe._sync import StateSync
 from gameframe._timers import Metronome, RoomClock
 from gameframe.codec import GameError, encode
@@ -142,7 +143,11 @@ class RoomHost:
         from gameframe.room import Room as _Room  # room imports this module
 
         whole = room_class.view_state is _Room.view_state
-        self.sync = StateSync(None if whole else self._view_of, self._metrics.patch_bytes.observe)
+        self.sync: StateSync | InterestSync
+        if room_class.interest is not None:
+            self.sync = InterestSync(room_class.interest, self._metrics.patch_bytes.observe)
+        else:
+            self.sync = StateSync(None if whole else self._view_of, self._metrics.patch_bytes.observe)
         # Keeps the room's saved copy in the room store (None: no store).
         self.saver: RoomSaver | None = None
         self.tick_rate: float | None = room_class.tick_rate
@@ -786,10 +791,17 @@ class RoomHost:
             self._notify_watchers()
 
     def refresh_view(self, player: Player) -> None:
-        if self.sync.is_subscribed(player) and self.sync.key_of(player) != (
-            self.room.view_key(player)
-        ):
+        if self.sync.is_subscribed(player) and self.sync.key_of(player) != self._view_key(player):
             self._send_full_state(player)
+
+    def _view_key(self, player: Player) -> Hashable:
+        return player.id if isinstance(self.sync, InterestSync) else self.room.view_key(player)
+
+    def interest_sync(self) -> InterestSync:
+        """The area-of-interest sync of a room with an C{interest}."""
+        if not isinstance(self.sync, InterestSync):
+            raise TypeError(f"{type(self.room).__qualname__} has no interest (Room.interest)")
+        return self.sync
 
     def _view_of(self, key: Hashable, tree: Any) -> Any:
         return self.room.view_state(key, tree)
@@ -799,7 +811,7 @@ class RoomHost:
         state = self.room.state
         if state is None:
             return None
-        return self.sync.subscribe(player, self.room.view_key(player), state, request_id)
+        return self.sync.subscribe(player, self._view_key(player), state, request_id)
 
     def _send_full_state(self, player: Player, request_id: Any = None) -> None:
         data = self._full_state(player, request_id)

@@ -6,10 +6,10 @@ from typing import Any, Callable, Hashable
 
 from gameframe.codec import encode
 from gameframe.compact import MAX_PATHS, encode_ops
+from gameframe._statetree import StateTree
 from gameframe.interfaces import IPlayerLink
-from gameframe.jsonpatch import JSON, Operation, diff, to_tree
+from gameframe.jsonpatch import JSON, diff, to_tree
 from gameframe.player import Player
-from gameframe.tracking import changes, is_tracked
 from gameframe.vocabulary import ENCODING_COMPACT
 
 ViewState = Callable[[Hashable, JSON], JSON]
@@ -69,10 +69,8 @@ class StateSync:
         # A restored room's streams: where each view's seq goes on from.
         self._resume: dict[Hashable, int] = {}
         # Without view_state: the tree every view's members hold (None while
-        # there is no view), the state it was taken from, whether it tracks.
-        self._shared: JSON = None
-        self._root: Any = None
-        self._tracked = False
+        # there is no view).
+        self._shared: StateTree | None = None
 
     def subscribe(
         self, player: Player, key: Hashable, state: Any, request_id: Any = None
@@ -90,11 +88,9 @@ class StateSync:
             if self._view_state is not None:
                 tree = self._view_state(key, to_tree(state))
             else:
-                if not self._views:  # the first view: start from the state as it is
-                    self._shared = to_tree(state)
-                    self._root = state
-                    self._tracked = is_tracked(state)
-                tree = self._shared
+                if self._shared is None:  # the first view: start from the state as it is
+                    self._shared = StateTree(state)
+                tree = self._shared.tree
             view = self._views[key] = _View(tree)
             view.seq = self._resume.pop(key, 0)
         view.members[player.id] = player
@@ -139,7 +135,7 @@ class StateSync:
         if not view.members:
             del self._views[key]
             if not self._views:
-                self._shared = self._root = None
+                self._shared = None
 
     def is_subscribed(self, player: Player) -> bool:
         return player.id in self._keys
@@ -159,14 +155,16 @@ class StateSync:
             return 0
         view_state = self._view_state
         if view_state is None:
-            shared = self._changes(state)
+            assert self._shared is not None
+            shared = self._shared.advance(state)
+            whole = self._shared.tree
         else:
             tree = to_tree(state)
         sent = 0
         for key, view in self._views.items():
             if view_state is None:
                 # The one tree, patched in place or replaced: every view holds it.
-                view.tree = new = self._shared
+                view.tree = new = whole
                 ops = shared
             else:
                 new = view_state(key, tree)
@@ -188,21 +186,6 @@ class StateSync:
                 data = compact = b""
             self._deliver(view, data, compact)
         return sent
-
-    def _changes(self, state: Any) -> list[Operation]:
-        """The operations bringing the shared tree level with C{state}; applies them to it."""
-        if state is self._root and self._tracked:
-            ops, self._shared = changes(state, self._shared)
-            return ops
-        new = to_tree(state)
-        ops = diff(self._shared, new)
-        self._shared = new
-        if state is not self._root:
-            # A new state: tracked from here on if it can be (its marks so far
-            # are stale hints; the tree just taken is what the walk compares to).
-            self._root = state
-            self._tracked = is_tracked(state)
-        return ops
 
     @staticmethod
     def _compact(view: _View, ops: list[Any]) -> bytes:

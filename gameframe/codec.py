@@ -97,6 +97,11 @@ def encode(message: Mapping[str, Any]) -> bytes:
     return orjson.dumps(message, default=_default, option=_OPTIONS)
 
 
+def encode_value(value: Any) -> bytes:
+    """Encode any JSON value (a part of a message) as L{encode} does a message."""
+    return orjson.dumps(value, default=_default, option=_OPTIONS)
+
+
 # How deep a message may nest: orjson reads 1024 levels but writes only 254,
 # and a reply (or a room's state) wraps what a client sent in a few more, so a
 # deeper message could be read but never answered.

@@ -5,7 +5,40 @@ from __future__ import annotations
 import math
 from typing import Hashable, Iterator
 
+import attrs
+
 Cell = tuple[int, int]
+
+
+@attrs.frozen
+class Interest:
+    """
+    A room's area of interest (L{gameframe.Room.interest}): each player's
+    view of the state holds, of the dict at C{state[collection]} (entities
+    by id, each with numeric C{x} and C{y}), only the entities within
+    C{radius} of the entity it follows (by default the one whose key is its
+    player id; see L{gameframe.Room.follow}). Everything else in the state
+    is the same for every player. With C{followed_field}, each view also
+    holds that field: the id of the entity the player follows (so a client
+    knows which entity is its own, or whom it is watching).
+
+    The engine keeps the entities in an L{InterestGrid} of C{cell_size}
+    (default: the radius) from the state's own changes: a patch tick costs
+    what moved and who is near it, not players times entities.
+    """
+
+    collection: str
+    radius: float
+    cell_size: float | None = None
+    #: The name of a field each player's view gets (not one of the state's
+    #: own), holding the id of the entity it follows (None: no such field).
+    followed_field: str | None = None
+
+    def __attrs_post_init__(self) -> None:
+        if not self.radius > 0:
+            raise ValueError(f"radius must be more than 0, not {self.radius!r}")
+        if self.cell_size is not None and not self.cell_size > 0:
+            raise ValueError(f"cell_size must be more than 0, not {self.cell_size!r}")
 
 
 class InterestGrid:
@@ -50,6 +83,10 @@ class InterestGrid:
         if not members:
             del self._cells[cell]
 
+    def cell_of(self, entity: Hashable) -> Cell | None:
+        """The cell C{entity} is in (None: not in the grid)."""
+        return self._where.get(entity)
+
     def position(self, entity: Hashable) -> tuple[float, float] | None:
         cell = self._where.get(entity)
         return None if cell is None else self._cells[cell][entity]
@@ -57,24 +94,75 @@ class InterestGrid:
     def near(self, x: float, y: float, radius: float) -> set[Hashable]:
         """The entities at most C{radius} from C{(x, y)}."""
         found: set[Hashable] = set()
+        add = found.add
         limit = radius * radius
-        for cell in self._cells_within(x, y, radius):
-            members = self._cells.get(cell)
-            if not members:
-                continue
-            for entity, (ex, ey) in members.items():
-                dx, dy = ex - x, ey - y
-                if dx * dx + dy * dy <= limit:
-                    found.add(entity)
+        cells = self._cells
+        size = self.cell_size
+        # A cell wholly inside the circle is taken whole, one wholly outside
+        # is skipped: only the cells the circle's edge crosses are read entity
+        # by entity. The tests widen each cell by a hair, so rounding never
+        # takes whole a cell that holds an entity just outside the circle.
+        hair = 1e-9 * (abs(x) + abs(y) + radius + size)
+        x0, y0, x1, y1 = self._box(x, y, radius)
+        rows = []
+        for cy in range(y0, y1 + 1):
+            top = cy * size - hair - y
+            bottom = top + size + 2 * hair
+            far = max(-top, bottom)
+            close = 0.0 if top <= 0.0 <= bottom else min(abs(top), abs(bottom))
+            rows.append((cy, far * far, close * close))
+        for cx in range(x0, x1 + 1):
+            left = cx * size - hair - x
+            right = left + size + 2 * hair
+            far_x = max(-left, right)
+            far_x *= far_x
+            close_x = 0.0 if left <= 0.0 <= right else min(abs(left), abs(right))
+            close_x *= close_x
+            for cy, far_y, close_y in rows:
+                if close_x + close_y > limit:
+                    continue
+                members = cells.get((cx, cy))
+                if not members:
+                    continue
+                if far_x + far_y <= limit:
+                    found.update(members)
+                    continue
+                for entity, (ex, ey) in members.items():
+                    dx = ex - x
+                    dy = ey - y
+                    if dx * dx + dy * dy <= limit:
+                        add(entity)
         return found
 
-    def _cells_within(self, x: float, y: float, radius: float) -> Iterator[Cell]:
+    def move(self, entity: Hashable, x: float, y: float) -> tuple[Cell | None, Cell]:
+        """L{place}, and the cells C{entity} was in (None: new) and is in now."""
+        size = self.cell_size
+        cell = (math.floor(x / size), math.floor(y / size))
+        old = self._where.get(entity)
+        if old != cell:
+            if old is not None:
+                self._discard(entity, old)
+            self._where[entity] = cell
+        members = self._cells.get(cell)
+        if members is None:
+            self._cells[cell] = {entity: (x, y)}
+        else:
+            members[entity] = (x, y)
+        return old, cell
+
+    def _box(self, x: float, y: float, radius: float) -> tuple[int, int, int, int]:
+        """The first and last cells, across and down, of a circle's box."""
         # A hair wider than the circle's box: rounding (of x - radius, or of a
         # squared distance that underflows to 0) must not leave out a cell
         # holding an entity the distance test counts in.
         margin = radius + 1e-9 * (abs(x) + abs(y) + radius + 1.0)
         x0, y0 = self._cell(x - margin, y - margin)
         x1, y1 = self._cell(x + margin, y + margin)
+        return x0, y0, x1, y1
+
+    def cells_within(self, x: float, y: float, radius: float) -> Iterator[Cell]:
+        """Every cell a circle of C{radius} around C{(x, y)} may touch."""
+        x0, y0, x1, y1 = self._box(x, y, radius)
         for cx in range(x0, x1 + 1):
             for cy in range(y0, y1 + 1):
                 yield (cx, cy)

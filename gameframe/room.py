@@ -11,6 +11,7 @@ from twisted.logger import Logger
 from gameframe._actions import register_actions
 from gameframe._lifecycle import RoomPhase
 from gameframe._timers import RoomClock
+from gameframe.interest import Interest
 from gameframe.jsonpatch import to_tree
 from gameframe.player import Player
 from gameframe.vocabulary import LEFT_DISPOSED, LEFT_KICKED
@@ -45,6 +46,10 @@ class Room:
         soon after every join, reconnect and leave).
     @cvar snapshot_version: the shape of what L{snapshot} returns; raise it
         when the shape changes, and L{migrate} gets older snapshots.
+    @cvar interest: an area of interest (L{gameframe.interest.Interest}):
+        each player sees, of the entities in one collection of the state,
+        only those near the entity it follows (L{follow}). L{None}: every
+        player sees what L{view_state} gives (by default the whole state).
 
     What a room has once it runs: C{room_id}, C{room_type}, C{clock} (the
     injected clock; everything scheduled on it is cancelled on dispose),
@@ -67,6 +72,7 @@ class Room:
     max_held_messages: ClassVar[int] = 100
     snapshot_interval: ClassVar[float] = 5.0
     snapshot_version: ClassVar[int] = 1
+    interest: ClassVar[Interest | None] = None
 
     log = Logger()
     state: Any = None
@@ -78,6 +84,13 @@ class Room:
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         register_actions(cls)
+        if cls.interest is not None and (
+            cls.view_key is not Room.view_key or cls.view_state is not Room.view_state
+        ):
+            raise TypeError(
+                f"{cls.__qualname__} has an interest: each player's view is its area,"
+                " so it cannot also define view_key or view_state"
+            )
 
     def __init__(self) -> None:
         """Rooms are made by the framework; an author's __init__ takes no arguments."""
@@ -304,6 +317,20 @@ class Room:
         changed, the player gets the full state of its new view.
         """
         self.__host.refresh_view(player)
+
+    def follow(self, player: Player, entity: Hashable) -> None:
+        """
+        With an L{interest}: from the next patch, C{player} sees what is
+        near C{entity} (a key of the interest's collection). By default a
+        player follows the entity whose key is its player id; while what it
+        follows is not in the collection (or has no C{x} and C{y}), it sees
+        none of the collection.
+        """
+        self.__host.interest_sync().follow(player, entity)
+
+    def visible_to(self, player: Player) -> frozenset[str]:
+        """With an L{interest}: the ids of the entities C{player} saw at its last patch."""
+        return self.__host.interest_sync().visible_to(player)
 
     def set_tick_rate(self, rate: float | None) -> None:
         """Change the simulation rate (ticks per second; L{None} stops it)."""

@@ -28,7 +28,7 @@ wrong patch.
 from __future__ import annotations
 
 import weakref
-from typing import Any, Callable, Iterable, SupportsIndex, TypeVar, overload
+from typing import Any, Callable, Iterable, SupportsIndex, TypeVar, dataclass_transform, overload
 
 import attrs
 from attrs import setters
@@ -159,6 +159,7 @@ _C = TypeVar("_C", bound=type)
 
 
 @overload
+@dataclass_transform(field_specifiers=(attrs.field,))
 def tracked(cls: _C, **define: Any) -> _C: ...
 
 

@@ -29,7 +29,7 @@ class WorldTests(SynchronousTestCase):
         return entities
 
     def assert_sees_exactly_what_is_near(self, client: FakeClient) -> None:
-        everything = host_of(self.room).room.state["entities"]
+        everything = host_of(self.room).room.state.entities
         me = everything[client.player_id]
         near = {
             e

@@ -4,10 +4,20 @@ from __future__ import annotations
 
 import math
 import random
-from typing import Any, Hashable
+from typing import Any
 
 from gameframe import Player, Room, action
-from gameframe.interest import AreasOfInterest, InterestGrid
+from gameframe.interest import Interest
+from gameframe.tracking import tracked
+
+
+@tracked
+class WorldState:
+    """The whole world: C{entities} by id, each C{{"x", "y", "kind"}}."""
+
+    width: int
+    height: int
+    entities: dict[str, dict[str, Any]]
 
 
 class World(Room):
@@ -15,12 +25,13 @@ class World(Room):
     C{npcs} wanderers on a C{size} × C{size} field, and the players walking
     toward the point they last chose (C{{"action": "move", "x": .., "y": ..}}).
 
-    Each player has a view of its own: C{state["entities"]} holds only the
-    entities within C{sight} of its avatar (its own included), each
-    C{{"x", "y", "kind"}} with kind C{"npc"} or C{"player"}; they arrive and
-    go as patch operations while it walks. C{state["width"]},
-    C{state["height"]} and C{state["you"]} (its own entity id) say where
-    it is.
+    The room's C{interest} gives each player a view of its own:
+    C{state["entities"]} holds only the entities within C{sight} of its
+    avatar (the entity keyed by its player id), each C{{"x", "y", "kind"}}
+    with kind C{"npc"} or C{"player"}; they arrive and go as patch
+    operations while it walks. C{state["width"]} and C{state["height"]}
+    say how big the field is, and C{state["you"]} is its own entity id. The state is tracked, so a patch tick costs
+    what moved, not the size of the world.
     """
 
     max_players = 100
@@ -32,47 +43,33 @@ class World(Room):
     sight = 400.0
     speed = 200.0  # a player's, per second
     npc_speed = 40.0
+    interest = Interest(collection="entities", radius=sight, followed_field="you")
 
     def on_create(self, options: dict[str, Any]) -> None:
         self._random = random.Random(self.room_id)
-        self.grid = InterestGrid(cell_size=self.sight)
-        self.areas = AreasOfInterest(self.grid, self.sight)
         self.targets: dict[str, tuple[float, float]] = {}
         self.headings: dict[str, float] = {}
-        self.state = {"width": self.size, "height": self.size, "entities": {}}
+        self.state = WorldState(width=self.size, height=self.size, entities={})
+        entities = self.state.entities
         for n in range(self.npcs):
-            self._put(f"n{n}", self._anywhere(), self._anywhere(), "npc")
-        self.areas.update()
+            entities[f"n{n}"] = {"x": self._anywhere(), "y": self._anywhere(), "kind": "npc"}
 
     def restore(self, snapshot: Any) -> None:
         super().restore(snapshot)
-        # The grid is rebuilt from the saved entities; the wanderers pick new headings.
-        self.grid = InterestGrid(cell_size=self.sight)
-        self.areas = AreasOfInterest(self.grid, self.sight)
+        # The saved tree, tracked again; the wanderers pick new headings.
+        self.state = WorldState(**self.state)
         self.headings = {}
-        for entity, where in self.state["entities"].items():
-            self.grid.place(entity, where["x"], where["y"])
-            if where["kind"] == "player":
-                self.areas.watch(entity, where["x"], where["y"])
-        self.areas.update()
 
     def _anywhere(self) -> float:
         return round(self._random.uniform(0, self.size), 1)
 
-    def _put(self, entity: str, x: float, y: float, kind: str) -> None:
-        self.state["entities"][entity] = {"x": x, "y": y, "kind": kind}
-        self.grid.place(entity, x, y)
-
     def on_join(self, player: Player, options: dict[str, Any]) -> None:
-        x, y = self._anywhere(), self._anywhere()
-        self._put(player.id, x, y, "player")
-        self.areas.watch(player.id, x, y)
-        self.areas.update()
+        self.state.entities[player.id] = {
+            "x": self._anywhere(), "y": self._anywhere(), "kind": "player"
+        }
 
     def on_leave(self, player: Player, reason: str) -> None:
-        self.state["entities"].pop(player.id, None)
-        self.grid.remove(player.id)
-        self.areas.unwatch(player.id)
+        self.state.entities.pop(player.id, None)
         self.targets.pop(player.id, None)
 
     @action
@@ -83,7 +80,7 @@ class World(Room):
         )
 
     def on_tick(self, dt: float) -> None:
-        entities = self.state["entities"]
+        entities = self.state.entities
         self._wander(entities, dt)
         step = self.speed * dt
         for player_id, (tx, ty) in list(self.targets.items()):
@@ -93,14 +90,11 @@ class World(Room):
             dx, dy = tx - avatar["x"], ty - avatar["y"]
             distance = math.hypot(dx, dy)
             if distance <= step:
-                x, y = tx, ty
+                avatar["x"], avatar["y"] = tx, ty
                 del self.targets[player_id]
             else:
-                x = round(avatar["x"] + dx / distance * step, 1)
-                y = round(avatar["y"] + dy / distance * step, 1)
-            self._put(player_id, x, y, "player")
-            self.areas.watch(player_id, x, y)
-        self.areas.update()
+                avatar["x"] = round(avatar["x"] + dx / distance * step, 1)
+                avatar["y"] = round(avatar["y"] + dy / distance * step, 1)
 
     def _wander(self, entities: dict[str, Any], dt: float) -> None:
         """Every wanderer walks on, turning now and then, and off the edges."""
@@ -108,7 +102,6 @@ class World(Room):
         turn = self._random.random
         headings = self.headings
         size = self.size
-        place = self.grid.place
         for entity, where in entities.items():
             if where["kind"] != "npc":
                 continue
@@ -120,19 +113,5 @@ class World(Room):
             if not (0 <= x <= size and 0 <= y <= size):
                 headings[entity] = heading + math.pi
                 continue
-            where["x"] = x = round(x, 1)
-            where["y"] = y = round(y, 1)
-            place(entity, x, y)
-
-    def view_key(self, player: Player) -> Hashable:
-        return player.id
-
-    def view_state(self, key: Hashable, tree: Any) -> Any:
-        entities = tree["entities"]
-        seen = self.areas.visible(key)
-        return {
-            "width": tree["width"],
-            "height": tree["height"],
-            "you": key,
-            "entities": {e: entities[e] for e in seen if e in entities},
-        }
+            where["x"] = round(x, 1)
+            where["y"] = round(y, 1)
