@@ -4,12 +4,14 @@
 // client's own `t` coming back gives the round-trip latency (it includes waiting for
 // the next 50 ms patch). Patches are scanned for byte tokens, not decoded.
 const { connectTcp } = require(process.env.PEERBENCH_LOADGEN + '/lib');
+const { counted } = require('./_bytes');
 
 const T_OP = Buffer.from('/t","value":');
 
 module.exports = {
   name: 'gameframe-state',
   async connect(ctx) {
+    ctx = counted('gameframe-state', ctx);
     let own = null; // Buffer of `/players/<id>/t","value":` once joined
     let rest = null;
     function onLine(buf, s, e) {

@@ -60,12 +60,33 @@ def report(path: Path, title: str, ours: str, peers: list[str]) -> None:
               f"connections, idle CPU {idle.get('idle_server_cpu_pct')}%")
 
 
+def bytes_report(path: Path, baseline: str) -> None:
+    """Bytes per delivery of each adapter at each level (bench/_bytes.js wrote them)."""
+    if not path.exists():
+        return
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    print(f"\n## bytes per delivery, the bytes the load generator read ({path})")
+    levels = sorted({(r["rooms"], r["players"], r["hz"]) for r in rows}, key=lambda lv: lv[0] * lv[1] ** 2)
+    for lv in levels:
+        at = {r["adapter"]: r for r in rows if (r["rooms"], r["players"], r["hz"]) == lv and r["deliveries"]}
+        base = at.get(baseline)
+        cells = []
+        for name, r in at.items():
+            per = r["bytes"] / r["deliveries"]
+            vs = f" ({per / (base['bytes'] / base['deliveries']):.2f}x {baseline})" if base and name != baseline else ""
+            cells.append(f"{name} {per:.1f} B{vs}")
+        print(f"- @{lv[0]}x{lv[1]}x{lv[2]}: " + ", ".join(cells))
+
+
 def main() -> None:
     results = Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).with_name("results"))
     relay = results / "relay" / "latest.json"
     report(relay, "relay", "gameframe", ["asyncio-seed", "node-relay"])
     report(relay, "relay, --flush-interval 20", "gameframe-batched", ["asyncio-seed", "node-relay"])
-    report(results / "state" / "latest.json", "state sync", "gameframe-state", ["colyseus-state"])
+    state = results / "state" / "latest.json"
+    report(state, "state sync", "gameframe-state", ["colyseus-state"])
+    report(state, "state sync, compact patches", "gameframe-state-compact", ["gameframe-state", "colyseus-state"])
+    bytes_report(results / "state" / "bytes.jsonl", "gameframe-state")
     ws = results / "ws" / "latest.json"
     report(ws, "WebSocket relay vs TCP", "gameframe-ws", ["gameframe"])
     report(ws, "WebSocket relay vs TCP, --flush-interval 20", "gameframe-ws-batched", ["gameframe-batched"])

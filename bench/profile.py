@@ -1,6 +1,6 @@
 """Profile gameframe's hot path under a peerbench load level with py-spy.
 
-    python bench/profile.py [relay|state] [--level 50x10x10] [--seconds 8] [-- extra twistd options]
+    python bench/profile.py [relay|state|state-compact|ws] [--level 50x10x10] [--seconds 8] [-- extra twistd options]
 
 Starts the bench server pinned to CPU 0 and one peerbench load level on CPU 1,
 samples the server with py-spy (`pip install py-spy`), and prints where the busy time
@@ -24,6 +24,7 @@ PEERBENCH = Path(os.environ.get("PEERBENCH", REPO.parent / "shared" / "peerbench
 SCENARIOS = {
     "relay": ("relay=bench.rooms:RelayRoom", "adapter-tcp.js"),
     "state": ("state=bench.rooms:StateRoom", "adapter-state.js"),
+    "state-compact": ("state=bench.rooms:StateRoom", "adapter-state-compact.js"),
     "ws": ("relay=bench.rooms:RelayRoom", "adapter-ws.js"),
 }
 IDLE = "EPollReactor.doPoll (twisted/internet/epollreactor.py:227)"  # waiting, not working

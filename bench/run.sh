@@ -2,6 +2,7 @@
 # gameframe beside its peers, in one peerbench run per scenario; prints the ratios.
 #
 #   bench/run.sh [relay|state|ws|all] [extra peerbench options, e.g. --levels 50x10x10,4x50x10]
+#   (state: STATE_SERVERS=gameframe-state,gameframe-state-compact,colyseus-state by default)
 #   bench/run.sh cluster [bench/cluster.py options, e.g. --commands, --workers, --repeat 3]
 #
 # Servers are pinned to CPU 0 and the load generator to CPU 1 by peerbench; everything
@@ -39,10 +40,19 @@ case $scenario in relay|all)
     --add "gameframe-batched|9193|$here/adapter-tcp.js|$(serve "$tcp" $relay $batched)" "$@"
 esac
 case $scenario in state|all)
-  run state --servers gameframe-state,colyseus-state --skip-idle \
+  # JSON Patches, compact patches (the clients ask "encoding": "compact") and Colyseus'
+  # schema state (peerbench's adapter, its deliveries counted): each adapter appends its
+  # bytes per delivery to results/state/bytes.jsonl (bench/_bytes.js).
+  mkdir -p "$here/results/state" && : > "$here/results/state/bytes.jsonl"
+  GF_BYTES_OUT="$here/results/state/bytes.jsonl" \
+  run state --servers "${STATE_SERVERS:-gameframe-state,gameframe-state-compact,colyseus-state}" --skip-idle \
     --levels "${STATE_LEVELS:-25x10x10,50x10x10,100x10x10,150x10x10,2x50x10,4x50x10,10x50x10}" \
     --max-fails 99 \
-    --add "gameframe-state|9191|$here/adapter-state.js|$(serve "$tcp" --room state=bench.rooms:StateRoom)" "$@"
+    --add "gameframe-state|9191|$here/adapter-state.js|$(serve "$tcp" --room state=bench.rooms:StateRoom)" \
+    --add "gameframe-state-compact|9196|$here/adapter-state-compact.js|$(serve "$tcp" --room state=bench.rooms:StateRoom)" \
+    --add "colyseus-state|9105|$here/adapter-colyseus-state.js|node servers/colyseus_relay.mjs {port}" "$@"
+  stamp=$("$python" -c 'import json, sys; print(json.load(open(sys.argv[1]))["date_utc"])' "$here/results/state/latest.json")
+  cp "$here/results/state/bytes.jsonl" "$here/results/state/bytes-$stamp.jsonl"  # beside results-$stamp.json
 esac
 ws="--port tcp:0:interface=127.0.0.1 --web tcp:{port}:interface=127.0.0.1"
 case $scenario in ws|all)

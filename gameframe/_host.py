@@ -31,6 +31,7 @@ from gameframe.player import Player
 from gameframe.store.base import IPlayerStorage
 from gameframe.store.memory import MemoryPlayerStorage
 from gameframe.vocabulary import (
+    ENCODING_COMPACT,
     INTERNAL_ERROR,
     INVALID_TOKEN,
     LEFT_DISCONNECT,
@@ -257,6 +258,8 @@ class RoomHost:
                     # In a cluster, the node the player is connected through
                     # (a stand-in's link): a room restored elsewhere re-seats it there.
                     "home": getattr(seat.player.link, "home", None),
+                    # ...and, if it asked for compact patches, that (so they go on).
+                    **_encoding_of(seat.player.link),
                 }
                 for seat in self._seats.values()
                 if seat.phase in held
@@ -837,3 +840,10 @@ class RoomHost:
         if isinstance(result, Deferred):
             return result.addCallbacks(lambda _: None, failed)
         return succeed(None)
+
+
+def _encoding_of(link: IPlayerLink | None) -> dict[str, str]:
+    """A stand-in's saved C{encoding}, if it asked for compact patches (else nothing)."""
+    if getattr(link, "home", None) and getattr(link, "encoding", None) == ENCODING_COMPACT:
+        return {"encoding": ENCODING_COMPACT}
+    return {}

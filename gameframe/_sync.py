@@ -7,6 +7,7 @@ from typing import Any, Callable, Hashable
 from gameframe.codec import encode
 from gameframe.compact import MAX_PATHS, encode_ops
 from gameframe._statetree import StateTree
+from gameframe.interfaces import IPlayerLink
 from gameframe.jsonpatch import JSON, diff, to_tree
 from gameframe.player import Player
 from gameframe.vocabulary import ENCODING_COMPACT
@@ -199,10 +200,24 @@ class StateSync:
 
     @staticmethod
     def _deliver(view: _View, patch: bytes, compact: bytes = b"") -> None:
-        """The patch to members keeping up; the full tree to those back from behind."""
+        """
+        The patch to members keeping up; the full tree to those back from behind.
+
+        When some members take compact patches and others JSON Patches, the
+        compact patch goes out after the JSON one, to its members in a row:
+        one message to many players is one item on a cluster's bus
+        (L{gameframe.cluster.node.Outbox}) only while nothing comes between.
+        When all take compact patches, they go out as JSON Patches do alone.
+        """
         behind = view.behind
         wants_compact = view.compact
+        mixed = False
+        if wants_compact:
+            mixed = len(wants_compact) < len(view.members)
+            if not mixed:
+                patch = compact
         full = b""
+        later: list[IPlayerLink] = []
         for member_id, member in view.members.items():
             link = member.link
             if link is None:
@@ -216,11 +231,13 @@ class StateSync:
                 link.send_encoded(full)
                 if member_id in wants_compact:
                     view.reset = True  # its path table is empty now
-            elif wants_compact and member_id in wants_compact:
+            elif mixed and member_id in wants_compact:
                 if compact:
-                    link.send_encoded(compact)
+                    later.append(link)
             elif patch:
                 link.send_encoded(patch)
+        for link in later:
+            link.send_encoded(compact)
 
 
 def _plain(key: Any) -> bool:

@@ -16,6 +16,7 @@ from typing import Any, Iterator
 import attrs
 import pytest
 
+from gameframe.mirror import StateMirror
 from tests._redis import RunningRedis
 from tests._server import (
     HOST,
@@ -202,6 +203,40 @@ def test_kill_a_players_node_it_reconnects_elsewhere_and_keeps_its_seat(cluster:
     assert reply["player_id"] == traveller.player_id
     assert reply["room_id"] == room_id
     assert back.request("move", x=1, y=1)["action"] == "result"
+
+
+def follow(client: LineClient, mirror: StateMirror, player_id: str, x: float, y: float) -> None:
+    """Apply the client's state patches to its mirror until the player is at (x, y); each one compact."""
+    while (mirror.state["players"][player_id]["x"], mirror.state["players"][player_id]["y"]) != (x, y):
+        patch = client.expect("patch")
+        assert "ops" in patch and "patch" not in patch, patch
+        mirror.handle(patch)
+        assert not mirror.stale
+
+
+def test_compact_patches_to_a_player_on_another_node_and_after_its_reconnect(cluster: Cluster) -> None:
+    alice = cluster.connect("a")
+    room_id = alice.request("create", room="arena")["room_id"]
+    home = cluster.node_of(room_id)
+    elsewhere, third = [n for n in NODES if n != home]
+    bob = cluster.connect(elsewhere)
+    joined = bob.request("join", room_id=room_id, encoding="compact")
+    assert joined["action"] == "joined", joined
+    mirror = StateMirror()
+    mirror.handle(bob.expect("state"))
+    start = mirror.state["players"][alice.player_id]
+    x = start["x"] + 25 if start["x"] < 700 else start["x"] - 25
+    alice.send(action="move", x=x, y=start["y"])
+    follow(bob, mirror, alice.player_id, x, start["y"])
+    # Bob's connection drops; he takes his seat back through the third node, compact again.
+    bob.close()
+    back = cluster.connect(third)
+    assert back.request("reconnect", token=joined["token"], encoding="compact")["action"] == "joined"
+    mirror = StateMirror()
+    mirror.handle(back.expect("state"))
+    y = start["y"] + 25 if start["y"] < 500 else start["y"] - 25
+    alice.send(action="move", x=x, y=y)
+    follow(back, mirror, alice.player_id, x, y)
 
 
 def test_restart_redis_mid_game(cluster: Cluster) -> None:

@@ -15,7 +15,9 @@ from gameframe.codec import encode
 from gameframe.compact import decode_ops, encode_ops
 from gameframe.jsonpatch import PatchError, apply, diff, to_tree
 from gameframe.mirror import StateMirror
-from gameframe.testing import FakeClient, Harness
+from gameframe.store.memory import MemoryRoomStore
+from gameframe.testing import ClusterHarness, FakeClient, Harness
+from gameframe.vocabulary import Message
 from tests.test_sync import RecordingLink
 
 
@@ -243,3 +245,223 @@ class CodecTests(SynchronousTestCase):
         self.assertEqual(mirror.paths, [])
         self.assertFalse(mirror.stale)
         self.assertEqual(apply(mirror.state, []), {"a": 0})
+
+
+def on_a(nodes: Any, origin: str, room_type: str) -> str:
+    """New rooms go to node a."""
+    return "a"
+
+
+class HeldBoard(Board):
+    """A Board that holds a dropped player's seat."""
+
+    def on_drop(self, player: Any) -> float:
+        return 30
+
+
+def across(**options: Any) -> ClusterHarness:
+    """Nodes a, b, c; every room on a."""
+    return ClusterHarness({"board": HeldBoard}, nodes=["a", "b", "c"], placement=on_a, **options)
+
+
+def patches(client: FakeClient) -> list[Message]:
+    """The client's patches, as received (seq, ops, reset)."""
+    return [m for m in client.messages if m["action"] == "patch"]
+
+
+# One step of a session across nodes, chosen by hypothesis.
+cluster_steps = st.one_of(
+    st.tuples(st.just("set"), roots),
+    st.tuples(st.just("bump"), keys, st.integers(0, 3)),
+    st.tuples(st.just("sync")),
+    st.tuples(st.just("reconnect"), st.sampled_from(["a", "b", "c"]), st.booleans()),
+    st.tuples(st.just("carol")),
+)
+
+
+class AcrossNodesTests(SynchronousTestCase):
+    """A player connected to one node, its room on another: compact patches all the same."""
+
+    def test_a_remote_compact_member_gets_what_a_local_one_gets(self) -> None:
+        kit = across()
+        local = kit.node("a").connect()
+        room_id = local.request("create", room="board", encoding="compact")["room_id"]
+        far = kit.node("b").connect()
+        self.assertEqual(far.request("join", room_id=room_id, encoding="compact")["action"], "joined")
+        plain = kit.node("c").connect()
+        self.assertEqual(plain.join(room_id)["action"], "joined")
+        self.assertEqual(kit.node("a").service.rooms.keys(), {room_id})  # two of three are remote
+        room = kit.rooms()[room_id]
+        sent = []
+        for change in range(6):
+            room.state[f"k{change % 3}"] = change
+            if change == 3:
+                room.state["list"] = [1, 2]
+            if change == 5:
+                del room.state["k0"]
+                room.state["list"].insert(0, 0)
+            room.send_patches()
+            kit.settle()
+            sent.append(to_tree(room.state))
+            for client in (local, far, plain):
+                self.assertEqual(client.state, sent[-1])
+        self.assertEqual(patches(far), patches(local))
+        self.assertEqual(len(patches(far)), 6)
+        self.assertTrue(all("ops" in p and "patch" not in p for p in patches(far)))
+        self.assertTrue(patches(far)[0]["reset"])
+        self.assertEqual(patches(far)[3]["ops"][:2], [0, 3])  # "/k0" went out once, then by number
+        self.assertTrue(all("patch" in p and "ops" not in p for p in patches(plain)))
+
+    def test_each_encoding_of_a_patch_crosses_the_bus_once_per_node(self) -> None:
+        kit = across()
+        room_id = kit.node("a").connect().create("board")["room_id"]
+        far = [kit.node("b").connect() for _ in range(6)]
+        for i, client in enumerate(far):  # compact and JSON members alternate
+            fields = {"encoding": "compact"} if i % 2 else {}
+            client.request("join", room_id=room_id, **fields)
+        room = kit.rooms()[room_id]
+        room.state["n"] = 1
+        before = kit.node("b").node.forwarded_in
+        room.send_patches()
+        kit.settle()
+        self.assertEqual(kit.node("b").node.forwarded_in - before, 2)  # one item per encoding
+        for i, client in enumerate(far):
+            self.assertIn("ops" if i % 2 else "patch", client.last("patch"))
+            self.assertEqual(client.state, {"n": 1})
+
+    def test_a_remote_member_is_told_compact_only_if_it_asks(self) -> None:
+        kit = across()
+        room_id = kit.node("a").connect().create("board")["room_id"]
+        far = kit.node("b").connect()
+        far.join(room_id)
+        far_link = kit.node("a").service.rooms[room_id].players[far.player_id].link
+        self.assertEqual(far_link.encoding, "json")  # type: ignore[union-attr]
+        room = kit.rooms()[room_id]
+        room.state["n"] = 1
+        room.send_patches()
+        kit.settle()
+        self.assertEqual(far.last("patch"), {"action": "patch", "seq": 1, "patch": [{"op": "replace", "path": "/n", "value": 1}]})
+
+    def test_a_full_state_catch_up_empties_the_remote_table(self) -> None:
+        kit = across()
+        room_id = kit.node("a").connect().create("board")["room_id"]
+        far = kit.node("b").connect()
+        far.request("join", room_id=room_id, encoding="compact")
+        room = kit.rooms()[room_id]
+        room.state["n"] = 1
+        room.send_patches()
+        kit.settle()
+        self.assertEqual(far.request("sync")["action"], "state")
+        room.state["n"] = 2
+        room.send_patches()
+        kit.settle()
+        self.assertEqual(far.last("patch"), {"action": "patch", "seq": 2, "reset": True, "ops": ["/n", 2]})
+        # The cluster's store goes away and comes back: stand-ins get their state again.
+        kit.store.down()
+        kit.advance(2)
+        room.state["n"] = 3
+        room.send_patches()
+        kit.store.up(empty=True)
+        kit.advance(2)
+        room.state["n"] = 4
+        room.send_patches()
+        kit.settle()
+        self.assertEqual(far.state, {"n": 4})
+        self.assertTrue(far.last("patch")["reset"])
+
+    def test_reconnect_through_any_node_chooses_the_encoding_again(self) -> None:
+        kit = across()
+        room_id = kit.node("a").connect().create("board")["room_id"]
+        far = kit.node("b").connect()
+        far.request("join", room_id=room_id, encoding="compact")
+        room = kit.rooms()[room_id]
+        far.disconnect()
+        back = kit.node("c").connect()
+        self.assertEqual(back.request("reconnect", token=far.token, encoding="compact")["action"], "joined")
+        room.state["n"] = 1
+        room.send_patches()
+        kit.settle()
+        self.assertEqual(back.last("patch")["ops"], ["/n", 1])
+        back.disconnect()
+        plain = kit.node("b").connect()
+        self.assertEqual(plain.request("reconnect", token=back.token)["action"], "joined")
+        room.state["n"] = 2
+        room.send_patches()
+        kit.settle()
+        self.assertIn("patch", plain.last("patch"))
+        self.assertEqual(plain.state, {"n": 2})
+
+    def test_a_room_restored_on_another_node_goes_on_in_compact(self) -> None:
+        kit = across(room_store=MemoryRoomStore())
+        room_id = kit.node("a").connect().create("board")["room_id"]
+        compact = {}
+        for name in ("b", "c"):  # whichever restores the room, the other's player is remote
+            compact[name] = kit.node(name).connect()
+            compact[name].request("join", room_id=room_id, encoding="compact")
+        plain = kit.node("b").connect()
+        plain.join(room_id)
+        room = kit.rooms()[room_id]
+        room.state["n"] = 1
+        room.send_patches()
+        kit.advance(Board.snapshot_interval)
+        kit.kill("a")
+        kit.advance(15)
+        (restored,) = kit.rooms().values()
+        self.assertIsNot(restored, room)
+        restored.state["n"] = 2
+        restored.send_patches()
+        kit.settle()
+        for client in compact.values():
+            self.assertEqual(len(client.received("joined")), 2)  # seated again
+            self.assertIn("ops", client.last("patch"))
+            self.assertEqual(client.state, {"n": 2})
+        self.assertIn("patch", plain.last("patch"))
+        self.assertEqual(plain.state, {"n": 2})
+
+    @settings(max_examples=60, deadline=None)
+    @given(st.lists(cluster_steps, max_size=20))
+    def test_mirrors_across_nodes_equal_the_rooms_tree(self, session: list[Any]) -> None:
+        """
+        Bob (on b, compact) and Alice (on a with the room, JSON) play along;
+        Bob reconnects through any node, compact or not, asks for the whole
+        state again, and Carol (on c, compact) comes and goes: after every
+        patch tick each mirror equals the room's tree.
+        """
+        kit = across()
+        alice = kit.node("a").connect()
+        room_id = alice.create("board")["room_id"]
+        bob = kit.node("b").connect()
+        bob.request("join", room_id=room_id, encoding="compact")
+        room = kit.rooms()[room_id]
+        bob_compact = True
+        carol: FakeClient | None = None
+        for step in session:
+            if step[0] == "set":
+                room.state = step[1]
+            elif step[0] == "bump":
+                if isinstance(room.state, dict):
+                    room.state[step[1]] = step[2]
+            elif step[0] == "sync":
+                bob.request("sync")
+            elif step[0] == "reconnect":
+                bob.disconnect()
+                back = kit.node(step[1]).connect()
+                fields = {"encoding": "compact"} if step[2] else {}
+                self.assertEqual(back.request("reconnect", token=bob.token, **fields)["action"], "joined")
+                bob, bob_compact = back, step[2]
+            elif carol is None:
+                carol = kit.node("c").connect()
+                carol.request("join", room_id=room_id, encoding="compact")
+            else:
+                carol.leave()
+                carol = None
+            room.send_patches()
+            kit.settle()
+            tree = to_tree(room.state)
+            for client in (alice, bob, carol):
+                if client is not None:
+                    self.assertEqual(client.state, tree)
+            # Each client's patches are in the encoding its connection asked for.
+            self.assertTrue(all("patch" in p for p in patches(alice)))
+            self.assertTrue(all(("ops" in p) == bob_compact for p in patches(bob)))
+            self.assertTrue(carol is None or all("ops" in p for p in patches(carol)))

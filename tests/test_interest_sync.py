@@ -271,3 +271,22 @@ class InterestAcrossNodesTests(SynchronousTestCase):
         self.assertEqual(bob.state["things"]["n5"], {"x": 500, "y": 3})
         self.assertNotIn("n0", bob.state["things"])
         self.assertEqual(alice.state["things"]["n0"], {"x": 0, "y": 4})
+
+    def test_compact_patches_of_its_area_reach_a_player_on_another_node(self) -> None:
+        kit = ClusterHarness({"arena": Arena}, nodes=["a", "b"], placement=lambda nodes, origin, kind: "a")
+        room_id = kit.node("a").connect().create("arena")["room_id"]
+        bob = kit.node("b").connect()
+        self.assertEqual(bob.request("join", room_id=room_id, encoding="compact")["action"], "joined")
+        self.assertEqual(kit.node("a").service.rooms.keys(), {room_id})  # bob is remote
+        room = kit.rooms()[room_id]
+        room.state.things[bob.player_id]["x"] = 500
+        room.send_patches()
+        room.state.things["n5"]["y"] = 3
+        room.send_patches()
+        kit.settle()
+        patches = bob.received("patch")
+        self.assertEqual(len(patches), 2)
+        self.assertTrue(all("ops" in p and "patch" not in p for p in patches))
+        self.assertEqual(patches[1]["ops"], ["/things/n5/y", 3])
+        self.assertEqual(set(bob.state["things"]), {"n5", bob.player_id})
+        self.assertEqual(bob.state["things"]["n5"], {"x": 500, "y": 3})

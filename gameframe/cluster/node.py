@@ -7,7 +7,10 @@ A player stays on the node it connected to (its "home"). When its room
 runs on another node, the room's node seats a stand-in Player whose link
 is a L{BusLink}: everything the room sends it crosses the bus to the
 home node, which writes it to the real connection. Per sender, batches
-arrive in order, so per player the order is kept both ways.
+arrive in order, so per player the order is kept both ways. The state
+patches' encoding the client asked for travels with its join or
+reconnect: the room's node encodes compact patches for a stand-in as for
+a connection of its own, and the home node writes them as they come.
 """
 
 from __future__ import annotations
@@ -46,6 +49,9 @@ from gameframe.directory import LocalDirectory
 from gameframe.interfaces import IPlayerLink, IRoomDirectory, IRoomHandle
 from gameframe.player import Player
 from gameframe.vocabulary import (
+    ENCODING_COMPACT,
+    ENCODING_JSON,
+    ENCODINGS,
     INTERNAL_ERROR,
     INVALID_TOKEN,
     LEFT_ROOM_LOST,
@@ -78,8 +84,9 @@ ADMIN_TIMEOUT = 5.0
 # (seconds) for the room to come back on another node before they get room_lost.
 REATTACH_TIMEOUT = 30.0
 
-# Bus item kinds. To a room's node: join, act, drop, reconnect. Back home:
-# deliver (with the recipients), seated, unseated, refused, close.
+# Bus item kinds. To a room's node: join, act, drop, reconnect (a join or
+# reconnect ends with "compact" when the client asked for compact patches).
+# Back home: deliver (with the recipients), seated, unseated, refused, close.
 JOIN_ITEM = "join"
 ACT_ITEM = "act"
 DROP_ITEM = "drop"
@@ -140,16 +147,20 @@ class BusLink:
     """
 
     congested = False
-    # Rooms on another node send JSON Patches for now: the join does not
-    # carry the encoding over the bus (clients take both).
-    encoding = "json"
+    # The state patches' encoding the player asked for at home (carried by
+    # its join or reconnect): the room's sync encodes for it as for any link.
+    encoding = ENCODING_JSON
     player: Player
     transport_name = "node"  # the admin API: connected through another node
 
-    def __init__(self, node: ClusterNode, home: str, player_id: str) -> None:
+    def __init__(
+        self, node: ClusterNode, home: str, player_id: str, encoding: Any = ENCODING_JSON
+    ) -> None:
         self._node = node
         self.home = home
         self.player_id = player_id
+        if encoding != ENCODING_JSON and encoding in ENCODINGS:
+            self.encoding = encoding
 
     @property
     def address(self) -> str:
@@ -197,6 +208,11 @@ class AdminAsk:
     done: Deferred[Any]
     node: str
     timer: IDelayedCall | None = None
+
+
+def _asks_compact(link: IPlayerLink | None) -> bool:
+    """Whether the connection asked for compact patches (what its remote join carries)."""
+    return getattr(link, "encoding", ENCODING_JSON) == ENCODING_COMPACT
 
 
 def filter_key(filter_by: Iterable[str], options: Mapping[str, Any]) -> str:
@@ -558,16 +574,21 @@ class ClusterNode(Service):
             if home != self.node_id and (home not in self._live or home in self._dead):
                 continue  # its node is gone too: the player reconnects with its token
             try:
-                self._reattach_seat(handle, record["id"], record["token"], home)
+                self._reattach_seat(
+                    handle, record["id"], record["token"], home, record.get("encoding", ENCODING_JSON)
+                )
             except GameError:
                 pass  # the seat went meanwhile
             except Exception:
                 self.log.failure("{node}: re-seating a player of {room}", node=self, room=handle)
 
-    def _reattach_seat(self, handle: IRoomHandle, player_id: str, token: str, home: str) -> None:
+    def _reattach_seat(
+        self, handle: IRoomHandle, player_id: str, token: str, home: str, encoding: Any = ENCODING_JSON
+    ) -> None:
         if home != self.node_id:
             # Its home node takes it as a remote reconnect (seated item, then joined and state).
-            handle.reconnect(player_id, token, BusLink(self, home, player_id), None, None)
+            bus = BusLink(self, home, player_id, encoding)
+            handle.reconnect(player_id, token, bus, None, None)
             return
         service = self._require()
         here = service.players.get(player_id)
@@ -866,10 +887,11 @@ class ClusterNode(Service):
             joined = self._then(hosting, lambda host: host.join(player, options, request_id))
             return joined.addErrback(self._release, reservation.room_id, player.id)
         spec = [reservation.room_type, reservation.options]
+        item = [JOIN_ITEM, player.id, player.user, reservation.room_id, options, request_id, spec]
+        if _asks_compact(player.link):
+            item.append(ENCODING_COMPACT)
         try:
-            self.outbox(reservation.node).add(
-                [JOIN_ITEM, player.id, player.user, reservation.room_id, options, request_id, spec]
-            )
+            self.outbox(reservation.node).add(item)
         except TypeError:
             self._change(Unseat(reservation.room_id, player.id))
             raise
@@ -958,7 +980,10 @@ class ClusterNode(Service):
             if where is None or where[1] == self.node_id:
                 raise GameError(INVALID_TOKEN, "reconnect: the token is unknown or expired")
             room_id, node = where
-            self.outbox(node).add([RECONNECT_ITEM, player_id, secret, player.user, request_id])
+            item = [RECONNECT_ITEM, player_id, secret, player.user, request_id]
+            if _asks_compact(player.link):
+                item.append(ENCODING_COMPACT)
+            self.outbox(node).add(item)
             waiting = self._wait(player_id, room_id, node)
             waiting.link = player.link
             waiting.user = player.user
@@ -1089,10 +1114,11 @@ class ClusterNode(Service):
         options: dict[str, Any],
         request_id: Any,
         spec: list[Any],
+        encoding: Any = ENCODING_JSON,
     ) -> None:
         service = self._require()
         stand_in = Player(id=player_id, user=user)
-        stand_in.link = BusLink(self, home, player_id)
+        stand_in.link = BusLink(self, home, player_id, encoding)
         stand_in.link.player = stand_in
         self._joining[player_id] = stand_in
 
@@ -1123,14 +1149,22 @@ class ClusterNode(Service):
         joined = self._then(hosting, lambda host: host.join(stand_in, options, request_id))
         joined.addErrback(refuse).addBoth(done)
 
-    def _remote_reconnect(self, home: str, player_id: str, secret: str, user: Any, request_id: Any) -> None:
+    def _remote_reconnect(
+        self,
+        home: str,
+        player_id: str,
+        secret: str,
+        user: Any,
+        request_id: Any,
+        encoding: Any = ENCODING_JSON,
+    ) -> None:
         handle = self.local.room_of(player_id)
         if handle is None:
             self.outbox(home).add(
                 [REFUSED_ITEM, player_id, INVALID_TOKEN, "reconnect: the token is unknown or expired", request_id]
             )
             return
-        link = BusLink(self, home, player_id)
+        link = BusLink(self, home, player_id, encoding)
         try:
             handle.reconnect(player_id, secret, link, request_id, user)
         except GameError as error:
