@@ -6,7 +6,7 @@ from typing import Any, Callable, Hashable, Iterable
 
 from gameframe._statetree import StateTree
 from gameframe.codec import encode, encode_value
-from gameframe.compact import MAX_PATHS, encode_ops
+from gameframe.compact import PathTable
 from gameframe.interest import Cell, Interest, InterestGrid
 from gameframe.jsonpatch import JSON, Operation, _escape
 from gameframe.player import Player
@@ -36,7 +36,7 @@ class _Watcher:
 
     __slots__ = (
         "player", "follows", "center", "cells", "visible", "seq", "behind",
-        "compact", "paths", "reset", "changed", "entered", "left", "refocused",
+        "compact", "table", "changed", "entered", "left", "refocused",
     )
 
     def __init__(self, player: Player, follows: str) -> None:
@@ -48,8 +48,7 @@ class _Watcher:
         self.seq = 0
         self.behind = False  # missed a patch while congested: gets the full view next
         self.compact = False
-        self.paths: dict[str, int] = {}  # the compact path table
-        self.reset = False
+        self.table = PathTable()  # the compact path table
         # This tick's operations for it (after the ones outside the
         # collection, which all get): the changes of the entities it kept
         # seeing, the entities that came into sight (added whole) and went
@@ -146,7 +145,7 @@ class InterestSync:
         watcher.player = player
         watcher.behind = False
         watcher.compact = getattr(player.link, "encoding", None) == ENCODING_COMPACT
-        watcher.reset = watcher.compact
+        watcher.table.reset = watcher.compact
         self._look(watcher)
         message: dict[str, Any] = {"action": "state", "seq": watcher.seq, "state": self._view(watcher)}
         if request_id is not None:
@@ -323,7 +322,7 @@ class InterestSync:
                             self._catch_up(watcher)
                     continue
                 if watcher.compact:
-                    data = self._compact(watcher, encoder.ops(watcher))
+                    data = watcher.table.patch(watcher.seq, encoder.ops(watcher))
                 else:
                     data = b'{"action":"patch","seq":%d,"patch":[%s]}' % (
                         watcher.seq, encoder.json(watcher)
@@ -340,19 +339,10 @@ class InterestSync:
     def _catch_up(self, watcher: _Watcher) -> None:
         watcher.behind = False
         if watcher.compact:
-            watcher.reset = True  # its path table is empty after a full state
+            watcher.table.reset = True  # its path table is empty after a full state
         link = watcher.player.link
         assert link is not None
         link.send_encoded(encode({"action": "state", "seq": watcher.seq, "state": self._view(watcher)}))
-
-    def _compact(self, watcher: _Watcher, ops: list[Operation]) -> bytes:
-        message: dict[str, Any] = {"action": "patch", "seq": watcher.seq}
-        if watcher.reset or len(watcher.paths) >= MAX_PATHS:
-            watcher.paths.clear()
-            watcher.reset = False
-            message["reset"] = True
-        message["ops"] = encode_ops(ops, watcher.paths)
-        return encode(message)
 
     def _start_over(self) -> int:
         """The root or the collection was replaced: every player gets its whole view again."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Callable, Hashable
 
 from gameframe.codec import encode
-from gameframe.compact import MAX_PATHS, encode_ops
+from gameframe.compact import PathTable
 from gameframe._statetree import StateTree
 from gameframe.interfaces import IPlayerLink
 from gameframe.jsonpatch import JSON, diff, to_tree
@@ -23,7 +23,7 @@ def _unmeasured(size: int) -> None:
 class _View:
     """One stream of patches, shared by every player whose view key is the same."""
 
-    __slots__ = ("tree", "seq", "members", "behind", "compact", "paths", "reset")
+    __slots__ = ("tree", "seq", "members", "behind", "compact", "table")
 
     def __init__(self, tree: JSON) -> None:
         self.tree = tree  # what every member's mirror holds at `seq`
@@ -32,12 +32,9 @@ class _View:
         # Members whose socket was backed up at a patch: they missed it, and
         # get the full tree instead of the next patch once they drain.
         self.behind: set[str] = set()
-        # Members who asked for compact patches, the stream's path table,
-        # and whether the next compact patch must empty it (a compact
-        # member got a full state since the last one: its table is empty).
+        # Members who asked for compact patches, and the stream's path table.
         self.compact: set[str] = set()
-        self.paths: dict[str, int] = {}
-        self.reset = False
+        self.table = PathTable()
 
 
 class StateSync:
@@ -98,7 +95,7 @@ class StateSync:
         link = player.link
         if getattr(link, "encoding", None) == ENCODING_COMPACT:
             view.compact.add(player.id)
-            view.reset = True
+            view.table.reset = True
         else:
             view.compact.discard(player.id)
         self._keys[player.id] = key
@@ -131,7 +128,7 @@ class StateSync:
         view.behind.discard(player.id)
         view.compact.discard(player.id)
         if not view.compact:
-            view.paths.clear()
+            view.table = PathTable()
         if not view.members:
             del self._views[key]
             if not self._views:
@@ -177,7 +174,7 @@ class StateSync:
                     data = encode({"action": "patch", "seq": view.seq, "patch": ops})
                     self._patch_sizes(len(data))
                 if view.compact:
-                    compact = self._compact(view, ops)
+                    compact = view.table.patch(view.seq, ops)
                     self._patch_sizes(len(compact))
                 sent += 1
             elif not view.behind:
@@ -186,17 +183,6 @@ class StateSync:
                 data = compact = b""
             self._deliver(view, data, compact)
         return sent
-
-    @staticmethod
-    def _compact(view: _View, ops: list[Any]) -> bytes:
-        """The encoded compact patch of C{ops} (see L{gameframe.compact})."""
-        message: dict[str, Any] = {"action": "patch", "seq": view.seq}
-        if view.reset or len(view.paths) >= MAX_PATHS:
-            view.paths.clear()
-            view.reset = False
-            message["reset"] = True
-        message["ops"] = encode_ops(ops, view.paths)
-        return encode(message)
 
     @staticmethod
     def _deliver(view: _View, patch: bytes, compact: bytes = b"") -> None:
@@ -230,7 +216,7 @@ class StateSync:
                     full = encode({"action": "state", "seq": view.seq, "state": view.tree})
                 link.send_encoded(full)
                 if member_id in wants_compact:
-                    view.reset = True  # its path table is empty now
+                    view.table.reset = True  # its path table is empty now
             elif mixed and member_id in wants_compact:
                 if compact:
                     later.append(link)

@@ -30,9 +30,10 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Mapping
 
+from gameframe.codec import encode
 from gameframe.jsonpatch import Operation, PatchError
 
-__all__ = ["MAX_PATHS", "decode_ops", "encode_ops"]
+__all__ = ["MAX_PATHS", "PathTable", "decode_ops", "encode_ops"]
 
 #: A stream's path table is emptied (``"reset": true``) before it grows past this.
 MAX_PATHS = 1 << 16
@@ -68,6 +69,31 @@ def encode_ops(ops: Iterable[Mapping[str, Any]], paths: dict[str, int]) -> list[
         else:
             raise ValueError(f"compact patches carry add, remove and replace, not {kind!r}")
     return out
+
+
+class PathTable:
+    """
+    The server's side of one stream's path table: numbers the paths of its
+    compact patches, and empties itself when a member's table was emptied.
+    """
+
+    __slots__ = ("paths", "reset")
+
+    def __init__(self) -> None:
+        self.paths: dict[str, int] = {}
+        # Whether the next patch must empty the clients' tables: a member
+        # got a full state (which empties its table) since the last one.
+        self.reset = False
+
+    def patch(self, seq: int, ops: Iterable[Mapping[str, Any]]) -> bytes:
+        """The encoded compact C{patch} message of C{ops}."""
+        message: dict[str, Any] = {"action": "patch", "seq": seq}
+        if self.reset or len(self.paths) >= MAX_PATHS:
+            self.paths.clear()
+            self.reset = False
+            message["reset"] = True
+        message["ops"] = encode_ops(ops, self.paths)
+        return encode(message)
 
 
 def decode_ops(ops: Any, paths: list[str]) -> list[Operation]:
