@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from gameframe import Room, _sync
+from gameframe import compact as compact_encoding
 from gameframe.codec import encode
 from gameframe.compact import decode_ops, encode_ops
 from gameframe.jsonpatch import PatchError, apply, diff, to_tree
@@ -170,7 +171,7 @@ class CompactTests(SynchronousTestCase):
         self.assertEqual(bob.state, {"n": 2})
 
     def test_the_table_is_emptied_when_full(self) -> None:
-        self.patch(_sync, "MAX_PATHS", 3)
+        self.patch(compact_encoding, "MAX_PATHS", 3)
         alice = self.kit.connect()
         alice.request("join_or_create", room="board", encoding="compact")
         room = self.kit.room_of(alice)
