@@ -12,6 +12,9 @@ Measured in one run, on process CPU time, the best of 5 rounds:
 - ``colyseus``: ``bench/schema-tick.js`` run by Node, when ``--node-modules``
   names a directory holding ``@colyseus/schema`` (e.g. peerbench's).
 
+A second table puts the same entities in a list (a ``TrackedList``; an
+``ArraySchema`` for Colyseus), the movers at the same indices.
+
 Run it alone on the machine (``flock /tmp/bench.lock``)::
 
     flock /tmp/bench.lock .venv/bin/python -m bench.tracking \\
@@ -61,6 +64,11 @@ class TrackedWorld:
     entities: dict[str, Any]
 
 
+@tracked
+class TrackedListWorld:
+    entities: list[Any]
+
+
 class _Sink:
     """A link that keeps up and counts the bytes it was given."""
 
@@ -83,17 +91,22 @@ def _whole(key: Any, tree: Any) -> Any:
     return tree
 
 
-def measure(n: int, track: bool, seconds: float) -> tuple[float, int]:
-    """CPU microseconds and bytes per tick."""
+def measure(n: int, track: bool, seconds: float, in_list: bool = False) -> tuple[float, int]:
+    """CPU microseconds and bytes per tick (C{in_list}: the entities in a tracked list, not a dict)."""
     entity: Callable[..., Any] = TrackedEntity if track else Entity
-    world: Any = (TrackedWorld if track else World)(
-        entities={str(i): entity(x=i, y=i, hp=100) for i in range(n)}
-    )
+    world: Any
+    if in_list:
+        world = TrackedListWorld(entities=[entity(x=i, y=i, hp=100) for i in range(n)])
+    else:
+        world = (TrackedWorld if track else World)(
+            entities={str(i): entity(x=i, y=i, hp=100) for i in range(n)}
+        )
     sync = StateSync(None if track else _whole)
     sink = _Sink()
     player = Player(id="p", link=sink)  # type: ignore[arg-type]
     sync.subscribe(player, None, world)
-    movers = [world.entities[str(i * n // MOVERS)] for i in range(MOVERS)]
+    at = [i * n // MOVERS for i in range(MOVERS)]
+    movers = [world.entities[i] for i in at] if in_list else [world.entities[str(i)] for i in at]
     step = 0
 
     def tick() -> None:
@@ -153,6 +166,20 @@ def main() -> None:
             row += f" | {them['us']:,.1f} | {tracked_us / them['us']:,.1f}×"
         row += f" | {diff_bytes} | {tracked_bytes}"
         row += f" | {peer[str(n)]['bytes']} |" if peer else " |"
+        print(row, flush=True)
+    print()
+    print("| N entities in a list | tracked µs/tick"
+          + (" | Colyseus (ArraySchema) µs/tick | tracked / Colyseus" if peer else "")
+          + " | tracked bytes" + (" | Colyseus bytes |" if peer else " |"))
+    print("|---" * (5 if peer else 3) + "|")
+    for n in sizes:
+        tracked_us, tracked_bytes = measure(n, True, args.seconds, in_list=True)
+        row = f"| {n:,} | {tracked_us:,.1f}"
+        if peer:
+            them = peer[f"list {n}"]
+            row += f" | {them['us']:,.1f} | {tracked_us / them['us']:,.1f}×"
+        row += f" | {tracked_bytes}"
+        row += f" | {peer[f'list {n}']['bytes']} |" if peer else " |"
         print(row, flush=True)
 
 
