@@ -296,25 +296,27 @@ def _fields_walker(names: tuple[str, ...]) -> _FieldsWalker:
     """
     if len(names) > 12 or not all(name.isidentifier() for name in names):
         return _walk_fields
-    lines = ["def walk(cur, changed, old, where, ops, visited, child):", "    append = ops.append", "    get = old.get"]
+    lines = [
+        "def walk(cur, changed, old, where, ops, visited, child, _SCALARS=_SCALARS, _walk_fields=_walk_fields):",
+        "    append = ops.append",
+    ]
     for name in names:
+        path = "/" + name
         lines += [
             f"    if {name!r} in changed:",
             "        try:",
             f"            value = cur.{name}",
-            "        except AttributeError:",
-            "            value = _MISSING",
-            "        if type(value) in _SCALARS:",
-            f"            was = get({name!r}, _MISSING)",
-            "            if was is not value and (type(was) is not type(value) or was != value):",
-            "                append({",
-            '                    "op": "add" if was is _MISSING else "replace",',
-            f'                    "path": where + {"/" + name!r},',
-            '                    "value": value,',
-            "                })",
-            f"                old[{name!r}] = value",
-            f"        elif _visit(cur, value, {name!r}, changed, old, where + {'/' + name!r}, ops, visited):",
-            f"            _stick(child, {name!r})",
+            f"            was = old[{name!r}]",
+            "        except (AttributeError, KeyError):  # not set, or not in the tree: the loop sorts it out",
+            f"            _walk_fields(cur, ({name!r},), old, where, ops, visited, child)",
+            "        else:",
+            "            t = type(value)",
+            "            if t in _SCALARS:",
+            "                if type(was) is not t or was != value:",
+            f'                    append({{"op": "replace", "path": where + {path!r}, "value": value}})',
+            f"                    old[{name!r}] = value",
+            f"            elif _visit(cur, value, {name!r}, changed, old, where + {path!r}, ops, visited):",
+            f"                _stick(child, {name!r})",
         ]
     namespace: dict[str, Any] = {}
     exec("\n".join(lines), globals(), namespace)
@@ -814,8 +816,14 @@ def _walk(
     """Bring C{base} (a dict) level with C{obj} (a TrackedDict or tracked attrs instance) along the marks; whether it stays sticky."""
     visited.append(node)
     changed = node.changed
-    keys = changed | node.dirty | node.sticky if (node.dirty or node.sticky) else changed
+    dirty = node.dirty
     sticky: Any = node.sticky  # a set of its own once it has a key
+    if sticky:
+        keys = changed | dirty | sticky
+    elif dirty:
+        keys = changed | dirty if changed else dirty
+    else:
+        keys = changed
     scalars = _SCALARS
     if type(obj) is TrackedDict:
         get = obj.get
