@@ -965,9 +965,23 @@ def _walk_list(
             index = _index(lst)
             node.index = index
         if index is not None:
+            prefix = path + "/"
             for key in keys:
                 i = index.get(key, -1)
-                if i < 0 or not _into(lst[i], base, i, f"{path}/{i}", ops, visited):
+                if i < 0:
+                    if sticky:
+                        sticky.discard(key)
+                    continue
+                cur = lst[i]
+                child = _node_get(id(cur))
+                old = base[i]
+                if child is not None and type(old) is dict and not child.dirty and not child.sticky:
+                    # A tracked attrs instance whose own fields changed: its walk, inline.
+                    visited.append(child)
+                    _WALKERS[type(cur)](cur, child.changed, old, prefix + str(i), ops, visited, child)
+                    if sticky and not child.sticky:
+                        sticky.discard(key)
+                elif not _into(cur, base, i, prefix + str(i), ops, visited):
                     if sticky:
                         sticky.discard(key)
         else:  # the same object twice: find every place of each
