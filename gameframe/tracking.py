@@ -370,16 +370,17 @@ def tracked(cls: Any = None, **define: Any) -> Any:
     """
 
     def wrap(cls: Any) -> Any:
-        hooks = define.get("on_setattr") or []
+        options = dict(define)
+        hooks = options.get("on_setattr") or []
         if not isinstance(hooks, list):
             hooks = [hooks]
         class_hook = setters.pipe(*hooks) if hooks else None
         # attrs writes an __init__ that bypasses __setattr__ only for classes
         # with hooks: give it one, then put the class's own __setattr__ in
         # place of the one attrs wrote.
-        define["on_setattr"] = setters.pipe(*hooks, _record) if hooks else _record
-        define["weakref_slot"] = True
-        made = attrs.define(cls, **define)
+        options["on_setattr"] = setters.pipe(*hooks, _record) if hooks else _record
+        options["weakref_slot"] = True
+        made = attrs.define(cls, **options)
         made.__setattr__ = _setattr_for(made, class_hook)
         names = tuple(f.name for f in attrs.fields(made) if not f.name.startswith("_"))
         _TRACKED_CLASSES[made] = names
@@ -935,27 +936,29 @@ def _walk_list(
     log = node.log
     sticky: Any = node.sticky
     if log is None or _PLAIN in sticky or not any(tree is base for tree in node.level):
-        whole: Any = to_tree(lst)
-        _diff(base, whole, path, ops)
-        base[:] = whole
-        node.levelled.append(base)
-        return _resettle_list(lst, node)
-    for entry in log:
-        kind = entry[0]
-        i = entry[1]
-        where = f"{path}/{i}"
-        if kind == _REMOVE:
-            ops.append({"op": "remove", "path": where})
-            del base[i]
-            continue
-        value = entry[2]
-        tree = value if type(value) in _SCALARS else to_tree(value)
-        if kind == _ADD:
-            ops.append({"op": "add", "path": where, "value": tree})
-            base.insert(i, tree)
-        else:
-            _compare(base[i], tree, where, ops)
-            base[i] = tree
+        return _whole_list(lst, node, base, path, ops)
+    try:
+        for entry in log:
+            kind = entry[0]
+            i = entry[1]
+            where = f"{path}/{i}"
+            if kind == _REMOVE:
+                ops.append({"op": "remove", "path": where})
+                del base[i]
+                continue
+            value = entry[2]
+            tree = value if type(value) in _SCALARS else to_tree(value)
+            if kind == _ADD:
+                ops.append({"op": "add", "path": where, "value": tree})
+                base.insert(i, tree)
+            else:
+                _compare(base[i], tree, where, ops)
+                base[i] = tree
+    except TypeError:
+        # A value that has left the list since no longer converts: go on
+        # from the operations sent so far by comparing the list whole (which
+        # raises if what the list holds does not convert either).
+        return _whole_list(lst, node, base, path, ops)
     keys = node.dirty
     if sticky:
         keys = keys | sticky
@@ -993,15 +996,25 @@ def _walk_list(
     return bool(node.sticky)
 
 
+def _whole_list(lst: list[Any], node: _ListNode, base: list[Any], path: str, ops: list[Operation]) -> bool:
+    """Bring C{base} level with C{lst} by comparing them whole; whether the list stays sticky."""
+    whole: Any = to_tree(lst)
+    _diff(base, whole, path, ops)
+    base[:] = whole
+    node.levelled.append(base)
+    return _resettle_list(lst, node)
+
+
 def _into(cur: Any, base: list[Any], i: int, where: str, ops: list[Operation], visited: list[_Node]) -> bool:
     """Bring C{base[i]} level with C{cur}, a tracked element the list did not move; whether it stays sticky."""
     old = base[i]
     t = type(cur)
     child = cur._node if t is TrackedDict or t is TrackedList else _node_get(id(cur))
     if child is not None:
-        if type(old) is dict and t is not TrackedDict and not child.dirty and not child.sticky:
+        walk_fields = _WALKERS.get(t)
+        if walk_fields is not None and type(old) is dict and not child.dirty and not child.sticky:
             visited.append(child)  # a tracked attrs instance whose own fields changed
-            _WALKERS[t](cur, child.changed, old, where, ops, visited, child)
+            walk_fields(cur, child.changed, old, where, ops, visited, child)
             return bool(child.sticky)
         if t is TrackedList:
             if type(old) is list:

@@ -590,6 +590,19 @@ class TrackedListOperationTests(SynchronousTestCase):
             [{"op": "remove", "path": "/items/10"}, {"op": "replace", "path": "/items/599/y", "value": 3}],
         )
 
+    def test_a_value_that_left_the_list_and_no_longer_converts(self) -> None:
+        """Appended then taken out in one tick, then made unconvertible: the tick still patches the list."""
+        items = self.shelf.items
+        gone = Ent()
+        items.append(gone)
+        items.insert(0, 5)
+        items.pop()
+        gone.tags["bad"] = {1, 2}  # a set: not JSON
+        ops, self.base = changes(self.shelf, self.base)
+        self.assertEqual(self.base, to_tree(self.shelf))
+        mirror = apply(to_tree(Shelf(items=[Ent(x=i) for i in range(1000)])), copy.deepcopy(ops))
+        self.assertEqual(mirror, to_tree(self.shelf))
+
     def test_sorting_compares_the_list_whole(self) -> None:
         self.shelf.items.sort(key=lambda e: -e.x)
         ops, self.base = changes(self.shelf, self.base)
