@@ -1,25 +1,32 @@
 'use strict';
 // Colyseus' schema encoder on the tracking benchmark's tick (bench/tracking.py runs it):
-// a state of N entities {x, y, hp} in a MapSchema, 10 of them moving per tick; prints,
+// a state of N entities {x, y, hp} in a MapSchema (and in an ArraySchema), 10 of them moving per tick; prints,
 // per N, the CPU microseconds (the best of 5 rounds of 2,000 ticks) and the bytes of one tick's encode (changes found and
 // encoded, then discarded). Usage: node bench/schema-tick.js NODE_MODULES N...
 const path = require('path');
-const { schema, t, Encoder, MapSchema } = require(path.join(process.argv[2], '@colyseus/schema'));
+const { schema, t, Encoder, MapSchema, ArraySchema } = require(path.join(process.argv[2], '@colyseus/schema'));
 
 const Entity = schema({ x: t.number(), y: t.number(), hp: t.number() }, 'Entity');
 const World = schema({ entities: t.map(Entity) }, 'World');
+const ListWorld = schema({ entities: t.array(Entity) }, 'ListWorld');
 const MOVERS = 10;
 
-function measure(n) {
+function measure(n, list) {
   Encoder.BUFFER_SIZE = Math.max(8 * 1024, n * 40);
-  const state = new World();
-  state.entities = new MapSchema();
-  for (let i = 0; i < n; i++) state.entities.set(String(i), new Entity({ x: i, y: i, hp: 100 }));
+  const state = list ? new ListWorld() : new World();
+  state.entities = list ? new ArraySchema() : new MapSchema();
+  for (let i = 0; i < n; i++) {
+    const e = new Entity({ x: i, y: i, hp: 100 });
+    if (list) state.entities.push(e); else state.entities.set(String(i), e);
+  }
   const encoder = new Encoder(state);
   encoder.encodeAll();
   encoder.discardChanges();
   const movers = [];
-  for (let i = 0; i < MOVERS; i++) movers.push(state.entities.get(String(Math.floor((i * n) / MOVERS))));
+  for (let i = 0; i < MOVERS; i++) {
+    const at = Math.floor((i * n) / MOVERS);
+    movers.push(list ? state.entities[at] : state.entities.get(String(at)));
+  }
   let step = 0;
   let bytes = 0;
   function tick() {
@@ -40,6 +47,10 @@ function measure(n) {
   return { us: best, bytes };
 }
 
+// Each N: the entities in a MapSchema keyed by id (`N`), and in an ArraySchema (`list N`).
 const out = {};
-for (const n of process.argv.slice(3)) out[n] = measure(Number(n));
+for (const n of process.argv.slice(3)) {
+  out[n] = measure(Number(n), false);
+  out['list ' + n] = measure(Number(n), true);
+}
 console.log(JSON.stringify(out));

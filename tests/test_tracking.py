@@ -317,3 +317,371 @@ class SharedTreeTests(SynchronousTestCase):
         client.send("sync")
         self.assertEqual(client.received("state")[-1]["state"], to_tree(room.state))
         self.assertEqual(client.state, to_tree(room.state))
+
+
+# --------------------------------------------------------------------------
+# lists: index-level operations, mixed with changes inside their elements
+
+
+@tracked
+class Shelf:
+    items: list[Any] = attrs.Factory(list)
+    ents: dict[str, Ent] = attrs.Factory(dict)
+    other: list[Any] = attrs.Factory(list)
+
+
+class Shelving(Room):
+    patch_rate = None
+
+    def on_create(self, options: dict[str, Any]) -> None:
+        self.state = Shelf(items=[1, Ent(x=1), {"k": 1}, [2, Ent(y=2)]], ents={"a": Ent(hp=3)})
+
+
+def all_lists(value: Any, found: list[TrackedList[Any]]) -> list[TrackedList[Any]]:
+    """Every TrackedList inside C{value}, outer ones first (each once)."""
+    if isinstance(value, TrackedList):
+        if not any(value is seen for seen in found):
+            found.append(value)
+            for element in value:
+                all_lists(element, found)
+    elif isinstance(value, dict):
+        for element in value.values():
+            all_lists(element, found)
+    elif isinstance(value, Ent):
+        all_lists(value.items, found)
+    return found
+
+
+values = st.one_of(
+    st.tuples(st.just("int"), small),
+    st.tuples(st.just("ent"), small),
+    st.tuples(st.just("dict"), small),
+    st.tuples(st.just("list"), small),
+    st.tuples(st.just("plain"), small),  # an untracked attrs instance: diffed every tick
+    st.tuples(st.just("shared"), keys),  # an Ent of the dict, which stays there too
+    st.tuples(st.just("again"), st.integers(0, 50)),  # an element of the same list, twice
+)
+
+list_steps = st.one_of(
+    st.tuples(st.sampled_from(["append", "insert", "set"]), st.integers(0, 50), st.integers(-60, 60), values),
+    st.tuples(st.just("extend"), st.integers(0, 50), st.lists(values, max_size=3)),
+    st.tuples(
+        st.sampled_from(["pop", "pop_at", "del", "remove", "sort", "reverse", "clear", "slice", "del_slice",
+                         "times", "poke", "poke_deep", "move_out", "rebind"]),
+        st.integers(0, 50),
+        st.integers(-60, 60),
+        small,
+    ),
+    st.tuples(st.just("set_ent"), keys, small),  # an Ent of the dict (maybe also in a list) changes
+    st.tuples(st.just("resync"),),  # the clients' tree is taken afresh (a first subscriber)
+    st.tuples(st.just("patch"),),
+)
+
+
+def make(value: tuple[Any, Any], shelf: Shelf, target: list[Any]) -> Any:
+    kind, arg = value
+    if kind == "int":
+        return arg
+    if kind == "ent":
+        return Ent(x=arg)
+    if kind == "dict":
+        return {"v": arg, "deep": {"w": [arg]}}
+    if kind == "list":
+        return [arg, Ent(hp=arg)]
+    if kind == "plain":
+        return Plain(v=arg)
+    if kind == "shared":  # (only into the outer lists: an Ent never goes inside itself)
+        outer = target is shelf.items or target is shelf.other
+        return shelf.ents.get(arg, 0) if outer else 0
+    return target[arg % len(target)] if target else 0
+
+
+def step_list(shelf: Shelf, step: tuple[Any, ...], root: TrackedList[Any] | None = None) -> None:
+    kind = step[0]
+    if kind in ("patch", "resync"):
+        return
+    if kind == "set_ent":
+        if step[1] in shelf.ents:
+            shelf.ents[step[1]].x = step[2]
+        else:
+            shelf.ents[step[1]] = Ent(x=step[2])
+        return
+    lists = all_lists(root, []) if root is not None else all_lists(shelf.items, []) + all_lists(shelf.other, [])
+    target = lists[step[1] % len(lists)]
+    at = step[2] % len(target) if target and isinstance(step[2], int) else 0
+    if kind == "append":
+        target.append(make(step[3], shelf, target))
+    elif kind == "insert":
+        target.insert(step[2], make(step[3], shelf, target))
+    elif kind == "set" and target:
+        target[step[2] % len(target) - (len(target) if step[2] < 0 else 0)] = make(step[3], shelf, target)
+    elif kind == "extend":
+        target.extend([make(v, shelf, target) for v in step[2]])
+    elif kind == "pop" and target:
+        target.pop()
+    elif kind == "pop_at" and target:
+        target.pop(at - (len(target) if step[2] < 0 else 0))
+    elif kind == "del" and target:
+        del target[at]
+    elif kind == "remove" and target:
+        target.remove(target[at])
+    elif kind == "sort":
+        target.sort(key=lambda v: repr(to_tree(v)))
+    elif kind == "reverse":
+        target.reverse()
+    elif kind == "clear":
+        target.clear()
+    elif kind == "slice":
+        target[at:at + 2] = [step[3], [step[3]]]
+    elif kind == "del_slice":
+        del target[at::2]
+    elif kind == "times" and len(target) < 8:
+        target *= 2
+    elif kind in ("poke", "poke_deep") and target:
+        element = target[at]
+        if isinstance(element, Ent):
+            element.hp += step[3]
+            if kind == "poke_deep":
+                element.items.append(step[3])
+                element.tags["t"] = {"n": step[3]}
+        elif isinstance(element, dict):
+            element["k"] = step[3]
+            if kind == "poke_deep" and isinstance(element.get("deep"), dict):
+                element["deep"]["w"].append(step[3])
+        elif isinstance(element, TrackedList):
+            element.append(step[3])
+        elif isinstance(element, Plain):
+            element.v += step[3]
+    elif kind == "move_out" and target:
+        # out of this list into the other one, or into the dict
+        element = target.pop(at)
+        if isinstance(element, Ent):
+            shelf.ents[f"m{step[3]}"] = element
+        else:
+            shelf.other.append(element)
+    elif kind == "rebind":
+        shelf.other = [v for v in target[:2]]  # a new list holding some of the same objects
+
+
+class TrackedListPropertyTests(SynchronousTestCase):
+    @settings(max_examples=300, deadline=None)
+    @given(st.lists(list_steps, max_size=50))
+    def test_list_operations_reach_every_mirror(self, steps: list[tuple[Any, ...]]) -> None:
+        """
+        For any list operations (append, insert, pop, removal and assignment
+        at an index, sorting, slices, clearing...) on lists holding scalars,
+        tracked objects, dicts, lists, plain values, the same object twice,
+        objects also held by a dict, mixed with changes inside the elements,
+        every client's mirror (JSON Patch and compact) equals the state's tree
+        after every patch.
+        """
+        kit = Harness({"shelving": Shelving})
+        clients = [kit.connect() for _ in range(2)]
+        clients[0].join_or_create("shelving")
+        clients[1].request("join_or_create", room="shelving", encoding="compact")
+        room = kit.room_of(clients[0])
+        assert isinstance(room, Shelving)
+        for step in steps:
+            if step[0] == "resync":
+                clients.append(kit.connect())
+                clients[-1].join_or_create("shelving")
+                continue
+            step_list(room.state, step)
+            if step[0] == "patch":
+                room.send_patches()
+                tree = to_tree(room.state)
+                for client in clients:
+                    self.assertEqual(client.state, tree)
+        room.send_patches()
+        tree = to_tree(room.state)
+        for client in clients:
+            self.assertEqual(client.state, tree)
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.lists(list_steps, max_size=50))
+    def test_list_changes_turn_the_last_tree_into_the_new_one(self, steps: list[tuple[Any, ...]]) -> None:
+        """
+        The operations of each tick, applied to the last tree, give the
+        state's tree; also when the tree is taken afresh between ticks (the
+        lists' logs since their last walk no longer apply to it).
+        """
+        shelf = Shelf(items=[1, Ent(x=1), {"k": 1}, [2, Ent(y=2)]], ents={"a": Ent(hp=3)})
+        self.assertTrue(is_tracked(shelf))
+        base = to_tree(shelf)
+        mirror = copy.deepcopy(base)
+        for step in steps:
+            if step[0] == "resync":
+                base = to_tree(shelf)
+                mirror = copy.deepcopy(base)
+                continue
+            step_list(shelf, step)
+            if step[0] == "patch":
+                ops, base = changes(shelf, base)
+                mirror = apply(mirror, copy.deepcopy(ops))
+                self.assertEqual(mirror, to_tree(shelf))
+                self.assertEqual(base, to_tree(shelf))
+        ops, base = changes(shelf, base)
+        self.assertEqual(apply(mirror, copy.deepcopy(ops)), to_tree(shelf))
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.lists(list_steps, max_size=40))
+    def test_a_list_at_the_root(self, steps: list[tuple[Any, ...]]) -> None:
+        """A TrackedList as the whole state patches by index too."""
+        root: TrackedList[Any] = TrackedList([1, Ent(x=1), [2]])
+        base = to_tree(root)
+        shelf = Shelf()
+        for step in steps:
+            if step[0] in ("rebind", "move_out"):
+                continue
+            step_list(shelf, step, root)
+            if step[0] == "patch":
+                ops, base = changes(root, base)
+                self.assertEqual(base, to_tree(root))
+
+
+class TrackedListOperationTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.shelf = Shelf(items=[Ent(x=i) for i in range(1000)])
+        self.assertTrue(is_tracked(self.shelf))
+        self.base = to_tree(self.shelf)
+        self.tick()  # the first tick after the tree was taken compares the list once
+
+    def tick(self) -> list[dict[str, Any]]:
+        self.shelf.items.append(0)
+        self.shelf.items.pop()
+        ops, self.base = changes(self.shelf, self.base)
+        self.assertEqual(self.base, to_tree(self.shelf))
+        return ops
+
+    def test_a_change_inside_one_element_is_one_operation(self) -> None:
+        """Moving one entity of a thousand in a list: one operation, at its index."""
+        self.shelf.items[500].x = -1
+        ops, self.base = changes(self.shelf, self.base)
+        self.assertEqual(ops, [{"op": "replace", "path": "/items/500/x", "value": -1}])
+
+    def test_appends_pops_and_assignments_are_index_operations(self) -> None:
+        items = self.shelf.items
+        items.append(Ent(x=7))
+        items.pop(0)
+        items[3] = Ent(x=9)
+        del items[-2]
+        items.insert(1, 5)
+        ops, self.base = changes(self.shelf, self.base)
+        self.assertEqual(
+            ops,
+            [
+                {"op": "add", "path": "/items/1000", "value": to_tree(Ent(x=7))},
+                {"op": "remove", "path": "/items/0"},
+                {"op": "replace", "path": "/items/3/x", "value": 9},
+                {"op": "remove", "path": "/items/998"},
+                {"op": "add", "path": "/items/1", "value": 5},
+            ],
+        )
+        self.assertEqual(self.base, to_tree(self.shelf))
+
+    def test_after_a_removal_an_element_changes_at_its_new_index(self) -> None:
+        items = self.shelf.items
+        moved = items[600]
+        del items[10]
+        moved.y = 3
+        ops, self.base = changes(self.shelf, self.base)
+        self.assertEqual(
+            ops,
+            [{"op": "remove", "path": "/items/10"}, {"op": "replace", "path": "/items/599/y", "value": 3}],
+        )
+
+    def test_a_value_that_left_the_list_and_no_longer_converts(self) -> None:
+        """Appended then taken out in one tick, then made unconvertible: the tick still patches the list."""
+        items = self.shelf.items
+        gone = Ent()
+        items.append(gone)
+        items.insert(0, 5)
+        items.pop()
+        gone.tags["bad"] = {1, 2}  # a set: not JSON
+        ops, self.base = changes(self.shelf, self.base)
+        self.assertEqual(self.base, to_tree(self.shelf))
+        mirror = apply(to_tree(Shelf(items=[Ent(x=i) for i in range(1000)])), copy.deepcopy(ops))
+        self.assertEqual(mirror, to_tree(self.shelf))
+
+    def test_sorting_compares_the_list_whole(self) -> None:
+        self.shelf.items.sort(key=lambda e: -e.x)
+        ops, self.base = changes(self.shelf, self.base)
+        self.assertEqual(self.base, to_tree(self.shelf))
+        self.assertEqual(self.base["items"][0]["x"], 999)
+
+    def test_a_long_log_turns_into_a_whole_comparison(self) -> None:
+        """Many operations since the last tick (more than the list is long): the list is compared whole, once."""
+        items = self.shelf.items
+        for i in range(3000):
+            items.append(i)
+            items.pop(0)
+        ops, self.base = changes(self.shelf, self.base)
+        self.assertEqual(self.base, to_tree(self.shelf))
+        self.assertEqual(len(ops), 1000)  # each place replaced, not 6,000 operations replayed
+        items.append(Ent())
+        items[-1].hp = 1
+        ops, self.base = changes(self.shelf, self.base)
+        self.assertEqual([op["op"] for op in ops], ["add"])
+        self.assertEqual(self.base, to_tree(self.shelf))
+
+
+@tracked(on_setattr=attrs.setters.convert)
+class Hooked:
+    n: int = attrs.field(default=0, converter=int)
+    m: int = attrs.field(default=0, on_setattr=lambda instance, attribute, value: value * 2)
+    _hidden: int = attrs.field(default=0, converter=int)
+
+
+@tracked
+class Wide:
+    """More fields than the walk writes out: its loop over the changed names."""
+
+    f0: int = 0
+    f1: int = 0
+    f2: int = 0
+    f3: int = 0
+    f4: int = 0
+    f5: int = 0
+    f6: int = 0
+    f7: int = 0
+    f8: int = 0
+    f9: int = 0
+    f10: int = 0
+    f11: int = 0
+    f12: Any = None
+
+
+class MoreAttrsTests(SynchronousTestCase):
+    def test_class_and_field_hooks_run_then_the_assignment_is_recorded(self) -> None:
+        hooked = Hooked()
+        world = TrackedDict(h=hooked)
+        base = to_tree(world)
+        hooked.n = "3"  # type: ignore[assignment]
+        hooked.m = 4
+        hooked._hidden = "5"  # type: ignore[assignment]
+        self.assertEqual((hooked.n, hooked.m, hooked._hidden), (3, 8, 5))
+        ops, base = changes(world, base)
+        self.assertEqual(
+            sorted(ops, key=lambda op: op["path"]),
+            [{"op": "replace", "path": "/h/m", "value": 8}, {"op": "replace", "path": "/h/n", "value": 3}],
+        )
+
+    def test_a_class_with_many_fields(self) -> None:
+        world = TrackedDict(w={"a": Wide()})
+        base = to_tree(world)
+        wide = world["w"]["a"]
+        wide.f3 = 1
+        wide.f12 = {"deep": [1]}
+        ops, base = changes(world, base)
+        self.assertEqual(base, to_tree(world))
+        wide.f12["deep"].append(2)
+        wide.f11 = 2
+        ops, base = changes(world, base)
+        self.assertEqual(
+            sorted(ops, key=lambda op: op["path"]),
+            [
+                {"op": "replace", "path": "/w/a/f11", "value": 2},
+                {"op": "add", "path": "/w/a/f12/deep/1", "value": 2},
+            ],
+        )
+        self.assertEqual(base, to_tree(world))
