@@ -104,10 +104,8 @@ class Crowd(Room):
         )
         entities = self.state.entities
         uniform = self._random.uniform
-        # Each NPC: its id, its position as floats, its velocity. Its dict is
-        # looked up in the state each tick: a reference kept from here would
-        # be to the plain dict, which the state replaces with a tracked copy
-        # when it is first synchronized (changes to it would never be sent).
+        # Each NPC: its id, its position as floats, its velocity (its dict is
+        # looked up in the state each tick).
         self._npcs: list[list[Any]] = []
         for n in range(npcs):
             key = f"n{n}"

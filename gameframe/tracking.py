@@ -41,6 +41,7 @@ whole since, a list that moved) is diffed whole instead.
 
 from __future__ import annotations
 
+import functools
 import operator
 import weakref
 from typing import Any, Callable, Iterable, SupportsIndex, TypeVar, dataclass_transform, overload
@@ -383,6 +384,7 @@ def tracked(cls: Any = None, **define: Any) -> Any:
         options["weakref_slot"] = True
         made = attrs.define(cls, **options)
         made.__setattr__ = _setattr_for(made, class_hook)
+        made.__init__ = _adopting(made.__init__)
         names = tuple(f.name for f in attrs.fields(made) if not f.name.startswith("_"))
         _TRACKED_CLASSES[made] = names
         _SUFFIXES[made] = {name: "/" + name for name in names}
@@ -390,6 +392,17 @@ def tracked(cls: Any = None, **define: Any) -> Any:
         return made
 
     return wrap if cls is None else wrap(cls)
+
+
+def _adopting(init: Callable[..., None]) -> Callable[..., None]:
+    """C{init}, then the instance's dicts and lists made tracked: what it holds is what the state will."""
+
+    @functools.wraps(init)
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        _node_of(self)
+
+    return __init__
 
 
 # --------------------------------------------------------------------------

@@ -685,3 +685,25 @@ class MoreAttrsTests(SynchronousTestCase):
             ],
         )
         self.assertEqual(base, to_tree(world))
+
+
+class ConstructionTests(SynchronousTestCase):
+    def test_dicts_and_lists_are_tracked_from_construction(self) -> None:
+        """A reference taken before the first sync is the one the state keeps, so its changes are sent."""
+        kit = Harness({"tracking": Tracking})
+        room_state = World(ents={"a": Ent(x=1)}, misc={"n": {"deep": 0}})
+        deep = room_state.misc["n"]  # read before any client joined
+        items = room_state.ents["a"].items
+        self.assertIs(type(room_state.ents), TrackedDict)
+        self.assertIs(type(deep), TrackedDict)
+        self.assertIs(type(items), TrackedList)
+        client = kit.connect()
+        client.join_or_create("tracking")
+        room = kit.room_of(client)
+        room.state = room_state
+        room.send_patches()
+        deep["deep"] = 5
+        items.append(3)
+        room.send_patches()
+        self.assertEqual(client.state, to_tree(room_state))
+        self.assertEqual(client.state["misc"]["n"], {"deep": 5})
