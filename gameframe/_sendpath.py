@@ -113,6 +113,9 @@ class FlushScheduler:
         """Every MEASURE_PERIOD: batch from now on or not, from what batching saved meanwhile."""
         elapsed = now - self._since
         if elapsed < MEASURE_PERIOD:
+            if elapsed < 0:  # the wall clock was set back: start a new period
+                self._saved = 0
+                self._since = now
             return
         rate = self._saved / elapsed
         self.busy = rate >= (BATCH_OFF if self.busy else BATCH_ON)
