@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from math import inf
 from typing import Any, Callable
 
 from twisted.internet import tcp
@@ -19,14 +20,17 @@ from zope.interface import implementer
 DEFAULT_MAX_PENDING_MESSAGES = 10000
 
 
-# Adaptive flushing (no interval given): how long a busy server may hold a
-# player's messages to send more of them at once, in seconds.
-FLUSH_BUDGET = 0.004
-# The share of the time between two flushes spent sending that makes the
-# server busy (from then on flushes are FLUSH_BUDGET apart), and the share
-# under which it is idle again (flushes at the end of every turn).
-BUSY_SHARE = 0.25
-IDLE_SHARE = 0.05
+# Adaptive flushing (no interval given), once batching pays: how long a
+# server may hold a player's messages to send more of them at once, in
+# seconds (flushes are at most this far apart).
+FLUSH_WINDOW = 0.004
+# Batching is switched on when it would save at least BATCH_ON sends a
+# second (messages for players whose last send is under FLUSH_WINDOW old),
+# and off when it saves under BATCH_OFF a second; decided every
+# MEASURE_PERIOD seconds from what was counted meanwhile.
+BATCH_ON = 2000.0
+BATCH_OFF = 1000.0
+MEASURE_PERIOD = 0.25
 
 
 class FlushScheduler:
@@ -36,36 +40,52 @@ class FlushScheduler:
     players, a reply and a patch.
 
     With an C{interval} (C{--flush-interval}), once per interval (0: at the
-    end of every reactor turn). Without one it adapts to the load: while
-    the server is idle, at the end of the reactor turn (no added latency);
-    once sending takes more than L{BUSY_SHARE} of the time between flushes,
-    at most once per C{budget} seconds (fewer, larger sends, at most
-    C{budget} more latency), until sending takes under L{IDLE_SHARE} of it.
-    The time a flush takes is read on the clock, so on a C{task.Clock}
-    (where nothing takes time) the scheduler stays idle.
+    end of every reactor turn). Without one it adapts to the traffic: while
+    messages for the same player come further apart than C{window}, at the
+    end of the reactor turn (no added latency); once batching would save at
+    least L{BATCH_ON} sends a second (that many messages find their
+    player's last send under C{window} old), at most once per C{window}
+    (fewer, larger sends, at most C{window} more latency), until batching
+    saves under L{BATCH_OFF} sends a second. Only counts decide, taken over
+    L{MEASURE_PERIOD} seconds of the clock, not how long sending takes, so
+    the same traffic batches the same on a fast or a loaded machine, and a
+    C{task.Clock} drives it exactly.
     """
 
     def __init__(
         self,
         clock: IReactorTime,
         interval: float | None = None,
-        budget: float = FLUSH_BUDGET,
+        window: float = FLUSH_WINDOW,
     ) -> None:
         self.clock = clock
         self._interval = interval
-        self._budget = budget
+        self._window = window
         self._dirty: list[SendBuffer] = []
         self._call: IDelayedCall | None = None
-        self._last = -budget  # when the last flush ended
+        self._last = -window  # when the last flush ended
         self.busy = False
+        # Sends batching saved (busy) or would have saved (idle) since _since.
+        self._saved = 0
+        self._since = clock.seconds()
 
     def schedule(self, buffer: SendBuffer) -> None:
         self._dirty.append(buffer)
+        if self._interval is not None:
+            if self._call is None:
+                self._call = self.clock.callLater(self._interval, self.flush)
+            return
+        now = self.clock.seconds()
+        if self.busy:
+            if self._call is None:
+                self._call = self.clock.callLater(
+                    max(0.0, self._last + self._window - now), self.flush
+                )
+            return
+        if now - buffer.flushed_at < self._window:
+            self._saved += 1  # batching would have sent it with the last one
         if self._call is None:
-            delay = self._interval
-            if delay is None:
-                delay = max(0.0, self._last + self._budget - self.clock.seconds()) if self.busy else 0.0
-            self._call = self.clock.callLater(delay, self.flush)
+            self._call = self.clock.callLater(0, self.flush)
 
     def flush(self) -> None:
         """Flush every pending buffer now."""
@@ -77,15 +97,30 @@ class FlushScheduler:
             for buffer in dirty:
                 buffer.flush()
             return
-        started = self.clock.seconds()
+        now = self.clock.seconds()
+        saved = 0
         for buffer in dirty:
-            buffer.flush()
-        self._last, since = self.clock.seconds(), self._last
-        took = self._last - started
+            sent = buffer.flush()
+            if sent:
+                saved += sent - 1
+                buffer.flushed_at = now
         if self.busy:
-            self.busy = took > IDLE_SHARE * (self._last - since)
-        else:
-            self.busy = took > BUSY_SHARE * (self._last - since)
+            self._saved += saved
+        self._last = self.clock.seconds()
+        self._measure(now)
+
+    def _measure(self, now: float) -> None:
+        """Every MEASURE_PERIOD: batch from now on or not, from what batching saved meanwhile."""
+        elapsed = now - self._since
+        if elapsed < MEASURE_PERIOD:
+            if elapsed < 0:  # the wall clock was set back: start a new period
+                self._saved = 0
+                self._since = now
+            return
+        rate = self._saved / elapsed
+        self.busy = rate >= (BATCH_OFF if self.busy else BATCH_ON)
+        self._saved = 0
+        self._since = now
 
 
 class SendBuffer:
@@ -101,16 +136,21 @@ class SendBuffer:
         self._scheduler = scheduler
         self._write = write
         self._messages: list[bytes] = []
+        # When the scheduler last flushed this buffer (see FlushScheduler).
+        self.flushed_at = -inf
 
     def append(self, data: bytes) -> None:
         if not self._messages:
             self._scheduler.schedule(self)
         self._messages.append(data)
 
-    def flush(self) -> None:
+    def flush(self) -> int:
+        """Write what waits; how many messages that was."""
         messages, self._messages = self._messages, []
         if messages:
             self._write(messages)
+            return len(messages)
+        return 0
 
     def discard(self) -> None:
         self._messages = []

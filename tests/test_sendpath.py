@@ -9,7 +9,13 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
-from gameframe._sendpath import FlushScheduler, SendBuffer, SocketWriter, TransportWriter
+from gameframe._sendpath import (
+    MEASURE_PERIOD,
+    FlushScheduler,
+    SendBuffer,
+    SocketWriter,
+    TransportWriter,
+)
 
 
 class FakeTcpTransport:
@@ -220,43 +226,114 @@ class FlushSchedulerTests(SynchronousTestCase):
             self.assertEqual(writes[-1], [b"%d" % n])
         self.assertFalse(scheduler.busy)
 
-    def test_busy_flushes_are_batched_within_the_budget(self) -> None:
+    def _players(
+        self, scheduler: FlushScheduler, count: int
+    ) -> tuple[list[SendBuffer], list[list[list[bytes]]]]:
+        """C{count} players' buffers, and the writes each one got."""
+        writes: list[list[list[bytes]]] = [[] for _ in range(count)]
+        return [SendBuffer(scheduler, w.append) for w in writes], writes
+
+    def _make_busy(self, clock: Clock, scheduler: FlushScheduler) -> None:
         """
-        When sending takes over a quarter of the time between flushes, the
-        next flushes wait for the budget since the last one; once sending
-        takes little of it, flushes go back to the end of every turn.
+        A measuring period of traffic where every player gets a message
+        every 2 ms (under the window after its last send): batching would
+        save about every send, far over BATCH_ON a second.
+        """
+        buffers, _ = self._players(scheduler, 20)
+        for _ in range(int(MEASURE_PERIOD / 0.002) + 1):
+            for buffer in buffers:
+                buffer.append(b"m")
+            clock.advance(0)
+            clock.advance(0.002)
+        clock.advance(0)
+
+    def test_idle_while_messages_for_a_player_are_far_apart(self) -> None:
+        """Thousands of messages a second, but each player's a tick apart: nothing to batch."""
+        clock = Clock()
+        scheduler = FlushScheduler(clock, window=0.004)
+        buffers, writes = self._players(scheduler, 200)
+        for _ in range(20):  # 20 ticks of 50 ms: 4000 messages a second
+            for buffer in buffers:
+                buffer.append(b"state")
+            clock.advance(0)  # sent at the end of the turn, every tick
+            self.assertEqual(writes[0][-1], [b"state"])
+            clock.advance(0.05)
+        self.assertFalse(scheduler.busy)
+
+    def test_batching_starts_once_it_would_save_sends(self) -> None:
+        clock = Clock()
+        scheduler = FlushScheduler(clock, window=0.004)
+        self._make_busy(clock, scheduler)
+        self.assertTrue(scheduler.busy)
+
+    def test_busy_flushes_are_a_window_apart(self) -> None:
+        """
+        Once batching pays, what waits is flushed at most once per window,
+        every player's messages of that window in one write: never later.
         """
         clock = Clock()
-        scheduler = FlushScheduler(clock, budget=0.004)
-        writes: list[list[bytes]] = []
-
-        def slow_send(messages: list[bytes]) -> None:
-            writes.append(messages)
-            clock.advance(0.001)  # the send itself takes 1 ms
-
-        buffer = SendBuffer(scheduler, slow_send)
-        buffer.append(b"a")
-        clock.advance(0)  # 1 ms of sending after a long idle time: still idle
-        self.assertFalse(scheduler.busy)
-        buffer.append(b"b")
-        clock.advance(0)  # 1 ms of sending right after the last flush: busy
-        self.assertEqual(writes, [[b"a"], [b"b"]])
+        scheduler = FlushScheduler(clock, window=0.004)
+        self._make_busy(clock, scheduler)
         self.assertTrue(scheduler.busy)
-        buffer.append(b"c")
-        clock.advance(0.002)
-        buffer.append(b"d")
-        self.assertEqual(len(writes), 2)  # held: the budget is not over
-        clock.advance(0.002)  # 4 ms after the last flush ended
-        self.assertEqual(writes[2], [b"c", b"d"])
-        self.assertTrue(scheduler.busy)  # 1 ms of sending in 5 ms: still busy
-        clock.advance(1.0)
-        buffer.append(b"e")
-        clock.advance(0)  # the budget is long over: at once
-        self.assertEqual(writes[3], [b"e"])
-        self.assertFalse(scheduler.busy)  # 1 ms of sending in a second: idle
-        buffer.append(b"f")
+        (a, b), writes = self._players(scheduler, 2)
+        a.append(b"a0")
+        while not writes[0]:  # until a flush: the window starts again there
+            clock.advance(0.0005)
+        writes[0].clear()
+        clock.advance(0.001)  # 1 ms after the last flush
+        a.append(b"a1")
+        clock.advance(0.001)
+        b.append(b"b1")
+        a.append(b"a2")
+        clock.advance(0.001)
+        self.assertEqual(writes, [[], []])  # held: the window is not over
+        clock.advance(0.001)  # 4 ms after the last flush
+        self.assertEqual(writes, [[[b"a1", b"a2"]], [[b"b1"]]])
+        b.append(b"b2")
+        clock.advance(0.003)
+        self.assertEqual(writes[1], [[b"b1"]])
+        clock.advance(0.001)
+        self.assertEqual(writes[1], [[b"b1"], [b"b2"]])
+        self.assertTrue(scheduler.busy)
+
+    def test_busy_after_a_quiet_window_a_message_leaves_at_once(self) -> None:
+        clock = Clock()
+        scheduler = FlushScheduler(clock, window=0.004)
+        self._make_busy(clock, scheduler)
+        clock.advance(0.01)  # nothing waits, nothing sent for longer than a window
+        (a,), writes = self._players(scheduler, 1)
+        a.append(b"x")
         clock.advance(0)
-        self.assertEqual(writes[4], [b"f"])
+        self.assertEqual(writes[0], [[b"x"]])
+
+    def test_batching_stops_when_it_saves_little(self) -> None:
+        clock = Clock()
+        scheduler = FlushScheduler(clock, window=0.004)
+        self._make_busy(clock, scheduler)
+        self.assertTrue(scheduler.busy)
+        buffers, writes = self._players(scheduler, 5)
+        for _ in range(10):  # a message to each every 50 ms: one per send
+            for buffer in buffers:
+                buffer.append(b"m")
+            clock.advance(0.05)
+        self.assertFalse(scheduler.busy)
+        buffers[0].append(b"now")
+        clock.advance(0)  # idle again: at the end of the turn
+        self.assertEqual(writes[0][-1], [b"now"])
+
+    def test_flush_sends_everything_at_once_even_when_busy(self) -> None:
+        """What a closing server or connection relies on: nothing is held back."""
+        clock = Clock()
+        scheduler = FlushScheduler(clock, window=0.004)
+        self._make_busy(clock, scheduler)
+        (a, b), writes = self._players(scheduler, 2)
+        a.append(b"a")
+        clock.advance(0.004)
+        b.append(b"b")
+        scheduler.flush()
+        self.assertEqual(writes, [[[b"a"]], [[b"b"]]])
+        clock.advance(1)
+        self.assertEqual(writes, [[[b"a"]], [[b"b"]]])  # no second, empty write
 
     def test_an_explicit_interval_of_zero_is_every_turn_whatever_the_load(self) -> None:
         clock = Clock()
