@@ -59,6 +59,7 @@ _EMPTY: frozenset[Any] = frozenset()
 # The sticky key of a list holding a plain value (its tracked elements'
 # keys are their ids): the list is diffed whole every tick.
 _PLAIN = None
+_ITEM: Any = object()  # _adopt's key for a list's element
 # How many more entries than its length a list's log may hold before the
 # list is diffed whole at the next tick instead (the log also bounds the
 # memory a list mutated with nobody watching holds on to).
@@ -447,7 +448,11 @@ def _link(node: _Node, parent: _Node, key: Any) -> None:
 
 
 def _adopt(value: Any, parent: _Node, key: Any) -> Any:
-    """What to store of C{value} at C{parent}'s C{key}: plain dicts and lists wrapped, linked."""
+    """
+    What to store of C{value} at C{parent}'s C{key}: plain dicts and lists
+    wrapped, linked. A list's element (C{key} L{_ITEM}) is linked under its
+    id and, if it is a plain value, marked under L{_PLAIN}.
+    """
     t = type(value)
     if t in _SCALARS:
         return value
@@ -458,9 +463,9 @@ def _adopt(value: Any, parent: _Node, key: Any) -> Any:
     node = _node_of(value)
     if node is None:
         if not _settled(value):
-            _stick(parent, key)
+            _stick(parent, _PLAIN if key is _ITEM else key)
         return value
-    _link(node, parent, key)
+    _link(node, parent, id(value) if key is _ITEM else key)
     return value
 
 
@@ -575,20 +580,7 @@ class TrackedList(list[_T]):
 
     def _in(self, value: Any) -> Any:
         """What to store of C{value}: wrapped and linked (under its id), or marked plain."""
-        t = type(value)
-        if t in _SCALARS:
-            return value
-        if t is dict:
-            value = TrackedDict(value)
-        elif t is list:
-            value = TrackedList(value)
-        child = _node_of(value)
-        if child is None:
-            if not _settled(value):
-                _stick(self._node, _PLAIN)
-            return value
-        _link(child, self._node, id(value))
-        return value
+        return _adopt(value, self._node, _ITEM)
 
     def _out(self, value: Any) -> None:
         if type(value) not in _SCALARS:
