@@ -6,6 +6,7 @@
 // numbers are a player's `t` (and which one is the client's own: its round trip).
 const { connectTcp } = require(process.env.PEERBENCH_LOADGEN + '/lib');
 const { counted } = require('./_bytes');
+const { lines } = require('./_lines');
 
 const PATCH = '{"action":"patch"';
 const OTHER = 0, T = 1, OWN_T = 2; // what a path of the table is
@@ -44,14 +45,7 @@ module.exports = {
       if (m.action === 'state') table = [];
       else if (m.action === 'joined') ownPath = `/players/${m.player_id}/t`;
     }
-    let rest = null;
-    const sock = await connectTcp(ctx.host, ctx.port, (chunk) => {
-      const buf = rest ? Buffer.concat([rest, chunk]) : chunk;
-      rest = null;
-      let s = 0;
-      for (let e = buf.indexOf(10, s); e !== -1; e = buf.indexOf(10, s)) { onLine(buf, s, e); s = e + 1; }
-      if (s < buf.length) rest = Buffer.from(buf.subarray(s));
-    });
+    const sock = await connectTcp(ctx.host, ctx.port, lines(onLine));
     sock.on('error', ctx.onError);
     sock.write(JSON.stringify({
       action: 'join_or_create', room: 'state', options: { key: ctx.roomKey }, encoding: 'compact',

@@ -5,6 +5,7 @@
 // the next 50 ms patch). Patches are scanned for byte tokens, not decoded.
 const { connectTcp } = require(process.env.PEERBENCH_LOADGEN + '/lib');
 const { counted } = require('./_bytes');
+const { lines } = require('./_lines');
 
 const T_OP = Buffer.from('/t","value":');
 
@@ -13,7 +14,6 @@ module.exports = {
   async connect(ctx) {
     ctx = counted('gameframe-state', ctx);
     let own = null; // Buffer of `/players/<id>/t","value":` once joined
-    let rest = null;
     function onLine(buf, s, e) {
       if (buf[s + 11] === 0x70 && buf.toString('latin1', s, s + 17) === '{"action":"patch"') {
         let n = 0;
@@ -34,13 +34,7 @@ module.exports = {
         if (m.action === 'joined') own = Buffer.from(`/players/${m.player_id}/t","value":`);
       }
     }
-    const sock = await connectTcp(ctx.host, ctx.port, (chunk) => {
-      const buf = rest ? Buffer.concat([rest, chunk]) : chunk;
-      rest = null;
-      let s = 0;
-      for (let e = buf.indexOf(10, s); e !== -1; e = buf.indexOf(10, s)) { onLine(buf, s, e); s = e + 1; }
-      if (s < buf.length) rest = Buffer.from(buf.subarray(s));
-    });
+    const sock = await connectTcp(ctx.host, ctx.port, lines(onLine));
     sock.on('error', ctx.onError);
     sock.write(JSON.stringify({ action: 'join_or_create', room: 'state', options: { key: ctx.roomKey } }) + '\n');
     return {
