@@ -6,7 +6,7 @@ import functools
 from types import CoroutineType
 from typing import Any, Callable, ParamSpec, TypeVar
 
-from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.defer import Deferred, maybeDeferred
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -45,9 +45,6 @@ def answers(method: Callable[P, T]) -> Callable[P, Deferred[T]]:
 
     @functools.wraps(method)
     def answer(*args: P.args, **kwargs: P.kwargs) -> Deferred[T]:
-        try:
-            return succeed(method(*args, **kwargs))
-        except Exception as error:
-            return fail(error)
+        return maybeDeferred(method, *args, **kwargs)
 
     return answer

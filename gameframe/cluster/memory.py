@@ -35,9 +35,6 @@ from gameframe.codec import GameError
 from gameframe.vocabulary import ROOM_FULL, ROOM_LOCKED, ROOM_NOT_FOUND
 
 
-
-
-
 @implementer(IClusterDirectory, IMembership, INodeBus)
 class MemoryCluster:
     """

@@ -7,7 +7,7 @@ when the process ends.
 from __future__ import annotations
 
 import itertools
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable
 
 import attrs
 from zope.interface import implementer
@@ -19,12 +19,12 @@ from gameframe.store.base import (
     SavedRoom,
     Version,
     VersionConflict,
+    WritesOne,
     decode_value,
     encode_value,
     version_matches,
     writes_of,
 )
-
 
 
 @implementer(IRoomStore)
@@ -79,7 +79,7 @@ class MemoryRoomStore:
 
 
 @implementer(IPlayerStorage)
-class MemoryPlayerStorage:
+class MemoryPlayerStorage(WritesOne):
     """
     Player storage in a dict (the default without C{--store}: lost on
     restart). Values are kept as JSON, so what comes back is a copy and
@@ -99,12 +99,6 @@ class MemoryPlayerStorage:
     def read(self, owner: str, collection: str, key: str) -> tuple[Any, str] | None:
         held = self._objects.get((owner, collection), {}).get(key)
         return None if held is None else (decode_value(held[0]), held[1])
-
-    @answers
-    def write(
-        self, owner: str, collection: str, key: str, value: Any, version: Version = None
-    ) -> str:
-        return self._write_all([(owner, collection, key, value, version)])[0]
 
     @answers
     def write_many(self, writes: Iterable[tuple[Any, ...]]) -> list[str]:

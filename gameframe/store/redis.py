@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-import attrs
 import orjson
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.python.failure import Failure
