@@ -44,10 +44,6 @@ class Distribution:
         self.counts[bisect_left(self.bounds, value)] += 1
         self.sum += value
 
-    @property
-    def count(self) -> int:
-        return sum(self.counts)
-
     def buckets(self) -> list[tuple[str, int]]:
         """Cumulative counts by upper bound, as Prometheus exposes them (C{+Inf} last)."""
         cumulative, total = [], 0
@@ -80,7 +76,6 @@ class Metrics:
         "errors",
         "disconnects",
         "rate_limited",
-        "slow_clients",
         "tick_overruns",
         "tick_seconds",
         "patch_bytes",
@@ -101,7 +96,6 @@ class Metrics:
         self.errors: dict[str, int] = {}
         self.disconnects: dict[str, int] = {}
         self.rate_limited = 0  # messages dropped over the connection's rate
-        self.slow_clients = 0  # connections dropped for not reading
         self.tick_overruns = 0
         self.tick_seconds = Distribution(TICK_SECONDS)
         self.patch_bytes = Distribution(PATCH_BYTES)

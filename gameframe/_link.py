@@ -77,8 +77,6 @@ class LinkFactory:
     """
 
     log = Logger()
-    # The transport label of this endpoint's connections in the metrics.
-    transport = "other"
 
     def __init__(
         self,
@@ -275,12 +273,7 @@ class BufferedLink:
         factory.links.add(self)
         if not factory.gate.admit(address):
             factory._refused(self)
-            self._service.metrics.disconnect(TOO_MANY_CONNECTIONS)
-            self._close_with(
-                disconnect_message(
-                    TOO_MANY_CONNECTIONS, "the server has too many connections, try again later"
-                )
-            )
+            self.close(TOO_MANY_CONNECTIONS, "the server has too many connections, try again later")
             return
         self._admitted = True
         self._service.connect(self)
@@ -527,7 +520,6 @@ class BufferedLink:
         )
         # Stop everything for it now; close it soon (see LinkFactory._drop_slow).
         if not self._closing:
-            self._service.metrics.slow_clients += 1
             self._service.metrics.disconnect(SLOW_CLIENT)
         self._closing = True
         self._out.discard()

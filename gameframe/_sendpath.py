@@ -75,17 +75,12 @@ class FlushScheduler:
             if self._call is None:
                 self._call = self.clock.callLater(self._interval, self.flush)
             return
-        now = self.clock.seconds()
-        if self.busy:
-            if self._call is None:
-                self._call = self.clock.callLater(
-                    max(0.0, self._last + self._window - now), self.flush
-                )
-            return
-        if now - buffer.flushed_at < self._window:
-            self._saved += 1  # batching would have sent it with the last one
         if self._call is None:
-            self._call = self.clock.callLater(0, self.flush)
+            if self.busy:
+                delay = max(0.0, self._last + self._window - self.clock.seconds())
+            else:
+                delay = 0
+            self._call = self.clock.callLater(delay, self.flush)
 
     def flush(self) -> None:
         """Flush every pending buffer now."""
@@ -98,14 +93,18 @@ class FlushScheduler:
                 buffer.flush()
             return
         now = self.clock.seconds()
+        busy = self.busy
+        window = self._window
         saved = 0
         for buffer in dirty:
+            if not busy and now - buffer.flushed_at < window:
+                saved += 1  # batching would have sent it with the last one
             sent = buffer.flush()
             if sent:
-                saved += sent - 1
+                if busy:
+                    saved += sent - 1
                 buffer.flushed_at = now
-        if self.busy:
-            self._saved += saved
+        self._saved += saved
         self._last = self.clock.seconds()
         self._measure(now)
 

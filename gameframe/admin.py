@@ -159,10 +159,7 @@ class Admin:
     def node(self) -> str:
         """This node's name, as listings show it."""
         cluster = self._service.cluster
-        if cluster is not None:
-            return cluster.node_id
-        name: str = getattr(self._service.directory, "node", "local")
-        return name
+        return self._service.node if cluster is None else cluster.node_id
 
     def local_host(self, room_id: str) -> RoomHost | None:
         """The room's host if it runs on this node (for the live stream)."""

@@ -24,6 +24,7 @@ from twisted.web.server import Request
 
 from gameframe._counters import Distribution
 from gameframe.service import RoomService
+from gameframe.vocabulary import SLOW_CLIENT
 
 __all__ = ["MetricsCollector", "MetricsResource", "metrics_registry"]
 
@@ -98,7 +99,7 @@ class MetricsCollector(Collector):
         yield _counter(
             "gameframe_slow_client_drops",
             "Connections dropped because the client stopped reading (slow_client).",
-            node, metrics.slow_clients,
+            node, metrics.disconnects.get(SLOW_CLIENT, 0),
         )
         yield _histogram(
             "gameframe_tick_seconds", "How long each room's on_tick ran, in seconds.",
@@ -132,9 +133,10 @@ class MetricsCollector(Collector):
     def _connections(self, node: str) -> Iterator[Metric]:
         open_by_transport = dict.fromkeys(TRANSPORTS, 0)
         for factory in list(self._service.metrics.factories):
-            admitted = sum(1 for link in factory.links if link._admitted)
-            transport = factory.transport
-            open_by_transport[transport] = open_by_transport.get(transport, 0) + admitted
+            for link in factory.links:
+                if link._admitted:
+                    name = link.transport_name
+                    open_by_transport[name] = open_by_transport.get(name, 0) + 1
         connections = GaugeMetricFamily(
             "gameframe_connections", "Players' connections open, by transport.",
             labels=["node", "transport"],

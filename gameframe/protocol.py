@@ -188,8 +188,6 @@ class GameFactory(LinkFactory, Factory):
     runs in between.
     """
 
-    transport = "tcp"
-
     def buildProtocol(self, addr: IAddress | None) -> GameProtocol:
         protocol = GameProtocol(self)
         protocol.factory = self

@@ -128,7 +128,6 @@ class RoomService(Service):
         restore_grace: float = DEFAULT_RESTORE_GRACE,
     ) -> None:
         self._clock = clock
-        self._node = node
         self._owner = f"{node}.{secrets.token_hex(4)}"
         self.store = store
         self.storage: IPlayerStorage = storage if storage is not None else MemoryPlayerStorage()
@@ -149,7 +148,8 @@ class RoomService(Service):
         # Players connected here whose room runs on another node (cluster only).
         self._remote: Mapping[str, Any] = {} if cluster is None else cluster.members
         self.room_types: dict[str, type[Room]] = {}
-        # The node's name in listings and metrics (in a cluster, the ClusterNode's).
+        # The node's name in the metrics (in a cluster, the ClusterNode's, which
+        # stays the same when the node is fenced and rejoins under a new id).
         self.node: str = node if cluster is None else (cluster.name or node)
         # What the metrics count (gameframe.metrics reads it at scrape time).
         self.metrics = Metrics(self.room_types)

@@ -226,8 +226,6 @@ class WebSocketGameFactory(LinkFactory):
         so that C{max_connections} counts both.
     """
 
-    transport = "websocket"
-
     def __init__(
         self,
         service: RoomService,
