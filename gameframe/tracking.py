@@ -260,15 +260,8 @@ def _setattr_for(cls: type, class_hook: _Hook | None) -> Callable[[Any, str, Any
                             changed.add(name)  # type: ignore[union-attr]
                         else:
                             node.changed = {name}
-                        if node.told != _tick:  # its first change this tick: _tell, inline
-                            node.told = _tick
-                            for parent, key in node.parents:
-                                if parent.dirty:
-                                    parent.dirty.add(key)  # type: ignore[union-attr]
-                                else:
-                                    parent.dirty = {key}
-                                if parent.told != _tick:
-                                    _tell(parent)
+                        if node.told != _tick:  # its first change this tick
+                            _tell(node)
                     else:
                         value = _assign(node, name, old, value)
             set_slot(self, name, value)
@@ -436,13 +429,8 @@ def _node_of(value: Any) -> _Node | None:
 def _link(node: _Node, parent: _Node, key: Any) -> None:
     """C{node} is stored at C{parent}'s C{key}: link it, and tell the parent what it knows."""
     node.parents.append((parent, key))
-    if node.told == _tick:  # it has told its other parents this tick: tell this one
-        if parent.dirty:
-            parent.dirty.add(key)  # type: ignore[union-attr]
-        else:
-            parent.dirty = {key}
-        if parent.told != _tick:
-            _tell(parent)
+    if node.told == _tick:  # it has told its other parents this tick: tell this one too
+        _tell(node)
     if node.sticky:
         _stick(parent, key)
 
@@ -508,15 +496,16 @@ class TrackedDict(dict[_K, _V]):
         old = dict.get(self, key, _MISSING)
         if old is value:
             return
-        if old is not _MISSING:
-            _release(old, node, key)
-        dict.__setitem__(self, key, _adopt(value, node, key))
+        if type(value) in _SCALARS and type(old) in _SCALARS:  # the common case: no links
+            dict.__setitem__(self, key, value)
+        else:
+            if old is not _MISSING:
+                _release(old, node, key)
+            dict.__setitem__(self, key, _adopt(value, node, key))
         _touch(node, key)
 
     def __delitem__(self, key: _K) -> None:
-        old = dict.pop(self, key)
-        _release(old, self._node, key)
-        _touch(self._node, key)
+        self.pop(key)
 
     def pop(self, key: _K, *default: Any) -> Any:
         if key not in self:
@@ -621,13 +610,17 @@ class TrackedList(list[_T]):
 
     # -- the operations
 
+    def _dropped_all(self, olds: Iterable[Any]) -> None:
+        """C{olds} left the list in an operation compared whole at the next tick."""
+        for old in olds:
+            self._out(old)
+        self._whole()
+
     def __setitem__(self, index: Any, value: Any) -> None:
         if isinstance(index, slice):
             olds = list.__getitem__(self, index)
             list.__setitem__(self, index, [self._in(v) for v in value])
-            for old in olds:
-                self._out(old)
-            self._whole()
+            self._dropped_all(olds)
             return
         i = operator.index(index)
         old = list.__getitem__(self, i)
@@ -646,9 +639,7 @@ class TrackedList(list[_T]):
         if isinstance(index, slice):
             olds = list.__getitem__(self, index)
             list.__delitem__(self, index)
-            for old in olds:
-                self._out(old)
-            self._whole()
+            self._dropped_all(olds)
             return
         i = operator.index(index)
         old = list.__getitem__(self, i)
@@ -706,9 +697,7 @@ class TrackedList(list[_T]):
     def clear(self) -> None:
         olds = list(self)
         list.clear(self)
-        for old in olds:
-            self._out(old)
-        self._whole()
+        self._dropped_all(olds)
 
     def sort(self, *args: Any, **kwargs: Any) -> None:
         list.sort(self, *args, **kwargs)
