@@ -2,33 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Hashable, Iterable
+from typing import Any, Hashable, Iterable
 
 from gameframe._statetree import StateTree
-from gameframe.codec import encode, encode_value
+from gameframe._sync import PatchSizes
+from gameframe.codec import encode, encode_json
 from gameframe.compact import PathTable
 from gameframe.interest import Cell, Interest, InterestGrid
-from gameframe.jsonpatch import JSON, Operation, _escape
+from gameframe.jsonpatch import JSON, Operation, _escape, _key, _unescape
 from gameframe.player import Player
-from gameframe.vocabulary import ENCODING_COMPACT
+from gameframe.vocabulary import ENCODING_COMPACT, state_message
 
-PatchSizes = Callable[[int], None]
 
 _EMPTY: frozenset[str] = frozenset()
 _NUMBERS = (int, float)  # what a position's x and y may be (not bool)
-
-
-def _unescape(token: str) -> str:
-    return token.replace("~1", "/").replace("~0", "~") if "~" in token else token
-
-
-def _entity_key(entity: Hashable) -> str:
-    """An entity id as the tree's keys spell it (ints become their digits, as in L{to_tree})."""
-    if isinstance(entity, str):
-        return str.__str__(entity)
-    if isinstance(entity, int) and not isinstance(entity, bool):
-        return str(int(entity))
-    raise TypeError(f"entity ids are str or int, not {type(entity).__qualname__} ({entity!r})")
 
 
 class _Watcher:
@@ -104,7 +91,7 @@ class InterestSync:
 
     def follow(self, player: Player, entity: Hashable) -> None:
         """From the next patch, C{player} sees what is near C{entity}."""
-        key = _entity_key(entity)
+        key = _key(entity)
         watcher = self._watchers.get(player.id)
         if watcher is None:
             self._early[player.id] = key
@@ -138,7 +125,7 @@ class InterestSync:
             self._place_all()
         watcher = self._watchers.get(player.id)
         if watcher is None:
-            follows = self._early.pop(player.id, None) or _entity_key(player.id)
+            follows = self._early.pop(player.id, None) or _key(player.id)
             watcher = self._watchers[player.id] = _Watcher(player, follows)
             self._followers_of(follows).append(watcher)
             watcher.seq = self._resume.pop(player.id, 0)
@@ -147,10 +134,7 @@ class InterestSync:
         watcher.compact = getattr(player.link, "encoding", None) == ENCODING_COMPACT
         watcher.table.reset = watcher.compact
         self._look(watcher)
-        message: dict[str, Any] = {"action": "state", "seq": watcher.seq, "state": self._view(watcher)}
-        if request_id is not None:
-            message["id"] = request_id
-        return encode(message)
+        return encode(state_message(watcher.seq, self._view(watcher), request_id))
 
     def unsubscribe(self, player: Player) -> None:
         self._early.pop(player.id, None)
@@ -342,7 +326,7 @@ class InterestSync:
             watcher.table.reset = True  # its path table is empty after a full state
         link = watcher.player.link
         assert link is not None
-        link.send_encoded(encode({"action": "state", "seq": watcher.seq, "state": self._view(watcher)}))
+        link.send_encoded(encode(state_message(watcher.seq, self._view(watcher))))
 
     def _start_over(self) -> int:
         """The root or the collection was replaced: every player gets its whole view again."""
@@ -433,7 +417,7 @@ class _Pieces:
         self._collection = sync._entities()
         self._shared = shared
         self._by_entity = by_entity
-        self._shared_bytes = encode_value(shared)[1:-1] if shared else b""
+        self._shared_bytes = encode_json(shared)[1:-1] if shared else b""
         self._changes: dict[str, bytes] = {}
         self._adds: dict[str, bytes] = {}
         self._removes: dict[str, bytes] = {}
@@ -469,20 +453,20 @@ class _Pieces:
             for entity in watcher.changed:
                 piece = changes.get(entity)
                 if piece is None:
-                    piece = changes[entity] = encode_value(by_entity[entity])[1:-1]
+                    piece = changes[entity] = encode_json(by_entity[entity])[1:-1]
                 pieces.append(piece)
         for entity in watcher.left:
             piece = self._removes.get(entity)
             if piece is None:
-                piece = self._removes[entity] = encode_value(self._remove(entity))
+                piece = self._removes[entity] = encode_json(self._remove(entity))
             pieces.append(piece)
         for entity in watcher.entered:
             piece = self._adds.get(entity)
             if piece is None:
-                piece = self._adds[entity] = encode_value(self._add(entity))
+                piece = self._adds[entity] = encode_json(self._add(entity))
             pieces.append(piece)
         if watcher.refocused:
-            pieces.append(encode_value(self._refocus(watcher)))
+            pieces.append(encode_json(self._refocus(watcher)))
         return b",".join(pieces)
 
 

@@ -10,7 +10,7 @@ from gameframe._statetree import StateTree
 from gameframe.interfaces import IPlayerLink
 from gameframe.jsonpatch import JSON, diff, to_tree
 from gameframe.player import Player
-from gameframe.vocabulary import ENCODING_COMPACT
+from gameframe.vocabulary import ENCODING_COMPACT, state_message
 
 ViewState = Callable[[Hashable, JSON], JSON]
 PatchSizes = Callable[[int], None]
@@ -99,10 +99,7 @@ class StateSync:
         else:
             view.compact.discard(player.id)
         self._keys[player.id] = key
-        message: dict[str, Any] = {"action": "state", "seq": view.seq, "state": view.tree}
-        if request_id is not None:
-            message["id"] = request_id
-        return encode(message)
+        return encode(state_message(view.seq, view.tree, request_id))
 
     def sequences(self) -> list[list[Any]]:
         """
@@ -213,7 +210,7 @@ class StateSync:
             elif behind and member_id in behind:
                 behind.discard(member_id)
                 if not full:
-                    full = encode({"action": "state", "seq": view.seq, "state": view.tree})
+                    full = encode(state_message(view.seq, view.tree))
                 link.send_encoded(full)
                 if member_id in wants_compact:
                     view.table.reset = True  # its path table is empty now

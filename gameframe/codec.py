@@ -97,7 +97,7 @@ def encode(message: Mapping[str, Any]) -> bytes:
     return orjson.dumps(message, default=_default, option=_OPTIONS)
 
 
-def encode_value(value: Any) -> bytes:
+def encode_json(value: Any) -> bytes:
     """Encode any JSON value (a part of a message) as L{encode} does a message."""
     return orjson.dumps(value, default=_default, option=_OPTIONS)
 

@@ -64,12 +64,7 @@ class InterestGrid:
 
     def place(self, entity: Hashable, x: float, y: float) -> None:
         """Put C{entity} at C{(x, y)} (new, or moved from where it was)."""
-        cell = self._cell(x, y)
-        old = self._where.get(entity)
-        if old is not None and old != cell:
-            self._discard(entity, old)
-        self._cells.setdefault(cell, {})[entity] = (x, y)
-        self._where[entity] = cell
+        self.move(entity, x, y)
 
     def remove(self, entity: Hashable) -> None:
         """Take C{entity} out (nothing happens if it is not in)."""

@@ -375,8 +375,13 @@ def _tokens(path: str) -> list[str]:
             if "~" in t:
                 if _BAD_ESCAPE.search(t):
                     raise PatchError(f"bad '~' escape in JSON pointer {path!r}")
-                tokens[i] = t.replace("~1", "/").replace("~0", "~")
+                tokens[i] = _unescape(t)
     return tokens
+
+
+def _unescape(token: str) -> str:
+    """RFC 6901: "~1" -> "/", "~0" -> "~" (the reverse of L{_escape})."""
+    return token.replace("~1", "/").replace("~0", "~") if "~" in token else token
 
 
 def _escape(key: str) -> str:

@@ -49,7 +49,7 @@ from typing import Any, Callable, Iterable, SupportsIndex, TypeVar, dataclass_tr
 import attrs
 from attrs import setters
 
-from gameframe.jsonpatch import _DICTS, _LISTS, JSON, Operation, _diff, _equal, _escape, to_tree
+from gameframe.jsonpatch import _DICTS, _LISTS, JSON, Operation, _diff, _equal, _escape, _key, to_tree
 
 __all__ = ["TrackedDict", "TrackedList", "tracked"]
 
@@ -790,16 +790,6 @@ def _compare(old: Any, new: Any, path: str, ops: list[Operation]) -> None:
         ops.append({"op": "replace", "path": path, "value": new})
 
 
-def _tree_key(key: Any) -> str:
-    if type(key) is str:
-        return key
-    if isinstance(key, int) and not isinstance(key, bool):
-        return str(int(key))
-    if isinstance(key, str):
-        return str.__str__(key)
-    raise TypeError(f"dict keys must be str or int, not {type(key).__qualname__} ({key!r})")
-
-
 def _levelled(node: _ListNode, tree: list[Any], visited: list[_Node]) -> None:
     """C{tree} was just made from the list of C{node}: its log starts over from it."""
     visited.append(node)
@@ -852,7 +842,7 @@ def _walk(
                 tk = key
                 where = path + "/" + (_escape(key) if "~" in key or "/" in key else key)
             else:
-                tk = _tree_key(key)
+                tk = _key(key)
                 where = path + "/" + _escape(tk)
             t = type(cur)
             if t in scalars:

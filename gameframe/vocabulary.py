@@ -110,6 +110,14 @@ def left_message(room_id: str, reason: str, request_id: Any = None) -> Message:
     return message
 
 
+def state_message(seq: int, state: Any, request_id: Any = None) -> Message:
+    """A full state of a player's view, C{seq} the number of its stream's last message."""
+    message: Message = {"action": "state", "seq": seq, "state": state}
+    if request_id is not None:
+        message["id"] = request_id
+    return message
+
+
 def pong_message(request: Message) -> Message:
     """The answer to C{ping}: its C{t} and C{id} echoed."""
     message: Message = {"action": "pong"}
