@@ -31,7 +31,7 @@ from gameframe.player import Player
 from gameframe.store.base import IPlayerStorage
 from gameframe.store.memory import MemoryPlayerStorage
 from gameframe.vocabulary import (
-    ENCODING_COMPACT,
+    ENCODING_JSON,
     INTERNAL_ERROR,
     INVALID_TOKEN,
     LEFT_DISCONNECT,
@@ -226,13 +226,29 @@ class RoomHost:
         if self.life.phase is not RoomPhase.RUNNING:
             return succeed(None)
         saved = self.saver.final() if self.saver is not None else succeed(None)
+        self._stop_suspended()
+        self.log.info("{room} saved and suspended", room=self)
+        return saved
+
+    def abandon(self) -> None:
+        """
+        Another node owns the room now (this one was fenced): stop it as
+        L{suspend} does, without saving it or deleting its saved copy.
+        """
+        if self.life.phase is not RoomPhase.RUNNING:
+            return
+        saver, self.saver = self.saver, None
+        if saver is not None:
+            saver.abandon()
+        self._stop_suspended()
+        self.log.info("{room} abandoned to another node", room=self)
+
+    def _stop_suspended(self) -> None:
         self.life.move(RoomPhase.SUSPENDED)
         self._stop_timers()
         for seat in self._seats.values():
             seat.cancel_hold()
         self._directory.unregister(self)
-        self.log.info("{room} saved and suspended", room=self)
-        return saved
 
     def saved(self) -> dict[str, Any]:
         """
@@ -843,7 +859,8 @@ class RoomHost:
 
 
 def _encoding_of(link: IPlayerLink | None) -> dict[str, str]:
-    """A stand-in's saved C{encoding}, if it asked for compact patches (else nothing)."""
-    if getattr(link, "home", None) and getattr(link, "encoding", None) == ENCODING_COMPACT:
-        return {"encoding": ENCODING_COMPACT}
+    """A stand-in's saved C{encoding}, if it asked for one that is not JSON (the default)."""
+    encoding = getattr(link, "encoding", ENCODING_JSON)
+    if getattr(link, "home", None) and encoding != ENCODING_JSON:
+        return {"encoding": encoding}
     return {}

@@ -49,7 +49,6 @@ from gameframe.directory import LocalDirectory
 from gameframe.interfaces import IPlayerLink, IRoomDirectory, IRoomHandle
 from gameframe.player import Player
 from gameframe.vocabulary import (
-    ENCODING_COMPACT,
     ENCODING_JSON,
     ENCODINGS,
     INTERNAL_ERROR,
@@ -159,7 +158,7 @@ class BusLink:
         self._node = node
         self.home = home
         self.player_id = player_id
-        if encoding != ENCODING_JSON and encoding in ENCODINGS:
+        if encoding in ENCODINGS:
             self.encoding = encoding
 
     @property
@@ -210,9 +209,12 @@ class AdminAsk:
     timer: IDelayedCall | None = None
 
 
-def _asks_compact(link: IPlayerLink | None) -> bool:
-    """Whether the connection asked for compact patches (what its remote join carries)."""
-    return getattr(link, "encoding", ENCODING_JSON) == ENCODING_COMPACT
+def _with_encoding(item: list[Any], link: IPlayerLink | None) -> list[Any]:
+    """A join or reconnect item, with the encoding its connection asked for if not JSON (the default)."""
+    encoding = getattr(link, "encoding", ENCODING_JSON)
+    if encoding != ENCODING_JSON:
+        item.append(encoding)
+    return item
 
 
 def filter_key(filter_by: Iterable[str], options: Mapping[str, Any]) -> str:
@@ -637,15 +639,12 @@ class ClusterNode(Service):
         for handle in list(self.local.rooms()):
             if not isinstance(handle, RoomHost):
                 continue
-            saver, handle.saver = handle.saver, None
-            if saver is not None:
-                saver.abandon()
             links = [
                 player.link
                 for player in handle.players.values()
                 if player.link is not None and not isinstance(player.link, BusLink)
             ]
-            handle.suspend()
+            handle.abandon()
             self._ended.pop(handle.room_id, None)
             for link in links:
                 link.close(
@@ -887,9 +886,10 @@ class ClusterNode(Service):
             joined = self._then(hosting, lambda host: host.join(player, options, request_id))
             return joined.addErrback(self._release, reservation.room_id, player.id)
         spec = [reservation.room_type, reservation.options]
-        item = [JOIN_ITEM, player.id, player.user, reservation.room_id, options, request_id, spec]
-        if _asks_compact(player.link):
-            item.append(ENCODING_COMPACT)
+        item = _with_encoding(
+            [JOIN_ITEM, player.id, player.user, reservation.room_id, options, request_id, spec],
+            player.link,
+        )
         try:
             self.outbox(reservation.node).add(item)
         except TypeError:
@@ -980,9 +980,9 @@ class ClusterNode(Service):
             if where is None or where[1] == self.node_id:
                 raise GameError(INVALID_TOKEN, "reconnect: the token is unknown or expired")
             room_id, node = where
-            item = [RECONNECT_ITEM, player_id, secret, player.user, request_id]
-            if _asks_compact(player.link):
-                item.append(ENCODING_COMPACT)
+            item = _with_encoding(
+                [RECONNECT_ITEM, player_id, secret, player.user, request_id], player.link
+            )
             self.outbox(node).add(item)
             waiting = self._wait(player_id, room_id, node)
             waiting.link = player.link
