@@ -590,13 +590,14 @@ class RoomService(Service):
         options: Mapping[str, Any],
         room_id: str | None = None,
         saved: SavedRoom | None = None,
+        restoring: Mapping[str, Any] | None = None,
     ) -> Any:
         """
         Create a room (with a given id when the cluster placed it here, or
-        back from the store when C{saved}): its running host, or a Deferred
-        of it while C{on_create} runs.
+        back from the store when C{saved}, whose data decoded is
+        C{restoring}): its running host, or a Deferred of it while
+        C{on_create} runs.
         """
-        restoring = None if saved is None else orjson.loads(saved.data)
         host = RoomHost(
             self.room_types[name],
             room_id or _new_id(),
@@ -683,8 +684,10 @@ class RoomService(Service):
             )
             return succeed(None)
         try:
-            options = orjson.loads(saved.data).get("options", {})
-            created = self.new_host(saved.room_type, options, saved.room_id, saved)
+            restoring = orjson.loads(saved.data)
+            created = self.new_host(
+                saved.room_type, restoring.get("options", {}), saved.room_id, saved, restoring
+            )
         except Exception:
             failed(Failure())
             return succeed(None)
