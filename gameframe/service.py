@@ -437,18 +437,19 @@ class RoomService(Service):
             except AttributeError:
                 pass  # a link that cannot hold it: JSON Patches (clients take both)
 
-    def _not_in_room(self, player: Player) -> None:
+    def _ready_to_join(self, player: Player, message: Message) -> None:
+        """A player asking to join, create or reconnect: not in a room, and its encoding chosen."""
         if player.room is not None or player.id in self._remote:
             room_id = (
                 player.room.room_id if player.room is not None else self._remote[player.id].room_id
             )
             raise GameError(ALREADY_IN_ROOM, f"already in room {room_id}: leave it first")
+        self._choose_encoding(player, message)
 
     def _join_or_create(self, player: Player, message: Message) -> Any:
         name = self._room_type_of(message)
         options = self._options_of(message)
-        self._not_in_room(player)
-        self._choose_encoding(player, message)
+        self._ready_to_join(player, message)
         if self.cluster is not None:
             return self.cluster.join_or_create(player, name, options, message.get("id"))
         return self.join_or_create_here(player, name, options, message.get("id"))
@@ -467,8 +468,7 @@ class RoomService(Service):
     def _create(self, player: Player, message: Message) -> Any:
         name = self._room_type_of(message)
         options = self._options_of(message)
-        self._not_in_room(player)
-        self._choose_encoding(player, message)
+        self._ready_to_join(player, message)
         if self.cluster is not None:
             return self.cluster.join_or_create(player, name, options, message.get("id"), new=True)
         return self._create_and_seat(player, name, options, message.get("id"))
@@ -478,8 +478,7 @@ class RoomService(Service):
         if type(room_id) is not str:
             raise GameError(BAD_ARGUMENTS, "join: room_id must be a string")
         options = self._options_of(message)
-        self._not_in_room(player)
-        self._choose_encoding(player, message)
+        self._ready_to_join(player, message)
         if self.cluster is not None:
             return self.cluster.join(player, room_id, options, message.get("id"))
         handle = self.directory.get(room_id)
@@ -502,8 +501,7 @@ class RoomService(Service):
         token = message.get("token")
         if type(token) is not str:
             raise GameError(BAD_ARGUMENTS, "reconnect: token must be a string")
-        self._not_in_room(player)
-        self._choose_encoding(player, message)
+        self._ready_to_join(player, message)
         player_id, _, secret = token.rpartition(".")
         if not (player_id and secret):
             raise GameError(INVALID_TOKEN, "reconnect: the token is unknown or expired")

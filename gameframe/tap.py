@@ -877,6 +877,10 @@ def _make_server(options: Any) -> IService:
     gate = ConnectionGate(limits)
     top = GameframeService(reactor, options["shutdown-timeout"], list(rooms_types), gate)
     node = options["node"]
+    # Seconds between flushes (None: adaptive, the default).
+    flush_interval = (
+        None if options["flush-interval"] is None else options["flush-interval"] / 1000.0
+    )
     cluster = None
     store = None
     if options["redis"] is not None:
@@ -889,7 +893,7 @@ def _make_server(options: Any) -> IService:
             store,
             node,
             placement=options["placement-policy"],
-            flush_interval=(options["flush-interval"] or 0.0) / 1000.0,
+            flush_interval=flush_interval or 0.0,
         )
         # First: the children stop in reverse order, so the node leaves
         # the cluster after its rooms have shut down.
@@ -928,9 +932,6 @@ def _make_server(options: Any) -> IService:
 
         return Adopter(reactor, inherited[option])
 
-    flush_interval = (
-        None if options["flush-interval"] is None else options["flush-interval"] / 1000.0
-    )
     shared: dict[str, Any] = {
         "limits": limits,
         "gate": gate,

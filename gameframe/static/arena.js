@@ -10,7 +10,6 @@ import { colour, line } from "./canvas.js";
 const RADIUS = 14;
 const SMOOTHING = 15; // per second: how fast drawn avatars catch up with the state
 
-
 /**
  * @param {HTMLElement} root where to draw
  * @param {import("./gameframe.js").Client} client
@@ -97,7 +96,6 @@ export function mount(root, client) {
     }
     frame = requestAnimationFrame(draw);
   }
-
 
   function avatar(id, p, at) {
     const self = id === client.playerId;

@@ -10,7 +10,6 @@ import { colour, line } from "./canvas.js";
 
 const SMOOTHING = 10; // per second: how fast drawn entities catch up with the state
 
-
 /**
  * @param {HTMLElement} root where to draw
  * @param {import("./gameframe.js").Client} client
@@ -94,7 +93,6 @@ export function mount(root, client) {
     }
     frame = requestAnimationFrame(draw);
   }
-
 
   function dot(id, e, x, y) {
     const self = client.state && id === client.state.you;
